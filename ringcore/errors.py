@@ -1,0 +1,102 @@
+"""ringcore's exception hierarchy.
+
+Every error ringcore raises derives from :class:`RingcoreError`. Where an error
+is also one of Python's own kinds (a wrong type, a timeout, a missing name) it
+inherits that builtin too, so ``except TypeError`` and ``except TimeoutError``
+keep working. Messages say what went wrong, with which value, and what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RingcoreError",
+    "PluginError",
+    "PluginLoadError",
+    "BackendError",
+    "BackendNotFoundError",
+    "BackendUnavailableError",
+    "TypeDefinitionError",
+    "MessageTypeError",
+    "QueueFull",
+    "RingTimeoutError",
+    "LifecycleError",
+    "KernelDefinitionError",
+    "KernelError",
+    "KernelTerminatedError",
+    "TerminationTimeoutError",
+    "ClockSkewError",
+]
+
+
+class RingcoreError(Exception):
+    """Base class of every error raised by ringcore and its plugins."""
+
+
+class PluginError(RingcoreError):
+    """A plugin registered something invalid (a duplicate name, a bad spec)."""
+
+
+class PluginLoadError(PluginError):
+    """A plugin's entry point failed to import or to register."""
+
+
+class BackendError(RingcoreError):
+    """A backend could not be found, probed or started."""
+
+
+class BackendNotFoundError(BackendError, LookupError):
+    """No backend of the requested name is installed."""
+
+
+class BackendUnavailableError(BackendError):
+    """The backend is installed but cannot run on this machine (see the probe's reason)."""
+
+
+class TypeDefinitionError(RingcoreError, TypeError):
+    """A message, state or kernel declaration uses a type ringcore cannot lay out."""
+
+
+class KernelDefinitionError(RingcoreError, TypeError):
+    """A ``@ringcore.kernel`` declaration is invalid (signature, types, options)."""
+
+
+class MessageTypeError(RingcoreError, TypeError):
+    """A message of the wrong type (or a bulk array of the wrong dtype) was given."""
+
+
+class QueueFull(RingcoreError):
+    """A ring queue stayed full for the whole timeout; the message was not enqueued."""
+
+
+class RingTimeoutError(RingcoreError, TimeoutError):
+    """A blocking receive or call did not complete within its timeout."""
+
+
+class LifecycleError(RingcoreError):
+    """An operation is not valid in the kernel's current lifecycle state."""
+
+
+class KernelError(RingcoreError):
+    """A kernel's handler raised while processing a message.
+
+    The kernel keeps serving; the error is recorded in its ControlBlock
+    (``last_error``, ``error_count``) and returned to the caller of ``call``.
+    """
+
+    def __init__(self, message: str, *, kernel: str = "", code: int = 0, detail: str = ""):
+        super().__init__(message)
+        self.kernel = kernel
+        self.code = code
+        self.detail = detail
+
+
+class KernelTerminatedError(LifecycleError):
+    """The kernel terminated while the operation was waiting on it."""
+
+
+class TerminationTimeoutError(RingcoreError, TimeoutError):
+    """A kernel did not acknowledge termination within the timeout."""
+
+
+class ClockSkewError(RingcoreError, ValueError):
+    """A received HLC timestamp is further ahead of wall time than the allowed drift."""
