@@ -15,6 +15,7 @@ software backend).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib.metadata as md
 import os
 import threading
@@ -45,6 +46,8 @@ __all__ = [
     "ENV_BACKEND",
     "ENV_LOAD_PLUGINS",
 ]
+
+_HOOKS = ("register_backends", "register_commands", "register_stores", "register_vms")
 
 ENV_BACKEND = "RINGCORE_BACKEND"
 ENV_LOAD_PLUGINS = "RINGCORE_LOAD_PLUGINS"
@@ -184,16 +187,21 @@ class PluginRegistry:
                 version = dist.version if dist is not None else None
                 try:
                     obj = ep.load()
-                    self.pm.register(obj, name=ep.name)
                 except Exception as exc:
                     self._fail(ep.name, ep.value, dist_name, version, f"import failed: {type(exc).__name__}: {exc}")
+                    continue
+                error = self._try_register(obj, ep.name)
+                if error:
+                    self._fail(ep.name, ep.value, dist_name, version, error)
                     continue
                 self.infos[ep.name] = PluginInfo(ep.name, ep.value, dist_name, version, self._hooks_of(obj))
             for obj in self._extra:
                 name = getattr(obj, "__name__", type(obj).__name__)
-                self.pm.register(obj, name=name)
+                error = self._try_register(obj, name)
+                if error:
+                    self._fail(name, name, None, None, error)
+                    continue
                 self.infos[name] = PluginInfo(name, name, None, None, self._hooks_of(obj))
-            self.pm.check_pending()
             self._call("register_backends", self._add_backend)
             self._call("register_stores", self._add_store)
             self._call("register_vms", self._add_vm)
@@ -204,18 +212,33 @@ class PluginRegistry:
         with self._lock:
             self.load()
             name = name or getattr(plugin, "__name__", type(plugin).__name__)
-            self.pm.register(plugin, name=name)
+            error = self._try_register(plugin, name)
+            if error:
+                raise PluginError(f"plugin {name!r}: {error}")
             self.infos[name] = PluginInfo(name, name, None, None, self._hooks_of(plugin))
-            self.pm.check_pending()
             for hook, add in (("register_backends", self._add_backend), ("register_stores", self._add_store),
                               ("register_vms", self._add_vm)):
                 for impl in getattr(self.pm.hook, hook).get_hookimpls():
                     if impl.plugin is plugin:
                         self._run_impl(hook, impl, add)
 
+    def _try_register(self, obj: Any, name: str) -> str | None:
+        """Register ``obj``; return why it was refused (an unknown hook, a taken name), or None."""
+        known = set(_HOOKS)
+        for attr in dir(obj):
+            fn = getattr(obj, attr, None)
+            if attr not in known and getattr(fn, f"{hookspecs.PROJECT}_impl", None) is not None:
+                close = difflib.get_close_matches(attr, _HOOKS, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else f"; the hooks are {', '.join(_HOOKS)}"
+                return f"implements unknown hook {attr!r}{hint}"
+        try:
+            self.pm.register(obj, name=name)
+        except ValueError as exc:
+            return f"could not register: {exc}"
+        return None
+
     def _hooks_of(self, obj: Any) -> tuple[str, ...]:
-        return tuple(sorted(n for n in ("register_backends", "register_stores", "register_vms", "register_commands")
-                            if callable(getattr(obj, n, None))))
+        return tuple(n for n in _HOOKS if callable(getattr(obj, n, None)))
 
     def _fail(self, name: str, module: str, dist: str | None, version: str | None, error: str) -> None:
         self.infos[name] = PluginInfo(name, module, dist, version, (), error)
