@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .control import ErrorCode
+from .control import CONTROL_BLOCK_DTYPE, ErrorCode
 from .errors import ClockSkewError
 from .hlc import HlcTimestamp
 from .k2k import DeliveryResult
@@ -30,7 +30,7 @@ from .message import MessageFlags, MessageHeader
 if TYPE_CHECKING:
     from .runtime import KernelHandle
 
-__all__ = ["BatchResult", "BatchExecutor", "ReferenceExecutor", "KernelContext", "HostLoop"]
+__all__ = ["BatchResult", "BatchExecutor", "ReferenceExecutor", "KernelContext", "HostLoop", "serving_inline"]
 
 log = logging.getLogger("ringcore")
 
@@ -59,7 +59,15 @@ class BatchResult:
 
 
 class BatchExecutor(Protocol):
-    """Runs a kernel's handler over a batch of input slots; supplied by a backend."""
+    """Runs a kernel's handler over a batch of input slots; supplied by a backend.
+
+    An executor may also define ``run_one(header, payload)``, returning
+    ``(reply, forwarded, error)`` for a single message: the reply as a tuple of
+    the output type's field values (or None), whether the handler forwarded the
+    message, and ``(ErrorCode, detail)`` or None. The host loop uses it for
+    messages that arrive alone, where building batch arrays would cost more
+    than running the handler.
+    """
 
     def run(self, batch: np.ndarray) -> BatchResult:
         """Process ``batch`` (records of the input slot dtype) and return its results."""
@@ -116,44 +124,57 @@ class ReferenceExecutor:
         self.handle = handle
         self.kernel = handle.kernel
         self.ctx = KernelContext(handle)
+        self._func = handle.kernel.func
+        self._from_record = handle.kernel.input_type.from_record
         out = self.kernel.output_type
         self._out_type = out
         self._out_dtype = out.dtype if out is not None else None
 
+    def run_one(self, header: MessageHeader, payload: np.void) -> tuple[Any, bool, tuple[int, str] | None]:
+        """Run the handler on one message: ``(reply field values or None, forwarded, error or None)``."""
+        with np.errstate(all="ignore"):  # fixed-width integers wrap, as on every target
+            return self._handle(header, payload)
+
+    def _handle(self, header: MessageHeader, payload: np.void) -> tuple[Any, bool, tuple[int, str] | None]:
+        msg = self._from_record(payload)
+        msg.header = header
+        ctx = self.ctx
+        ctx.header = header
+        ctx._forwarded = False
+        try:
+            out = self._func(ctx, msg)
+        except Exception as exc:  # the kernel keeps serving; the caller gets the error
+            return None, ctx._forwarded, (ErrorCode.HANDLER_EXCEPTION, _describe(exc))
+        if out is None:
+            return None, ctx._forwarded, None
+        if type(out) is not self._out_type:
+            want = self._out_type.__qualname__ if self._out_type else "None (the kernel declares no reply type)"
+            return None, ctx._forwarded, (ErrorCode.HANDLER_EXCEPTION,
+                                          f"TypeError: handler returned {type(out).__qualname__}, declared {want}")
+        return out.payload(), ctx._forwarded, None
+
     def run(self, batch: np.ndarray) -> BatchResult:
         n = len(batch)
-        func = self.kernel.func
-        in_type = self.kernel.input_type
-        out_type = self._out_type
-        replies = np.empty(n, self._out_dtype) if out_type is not None else None
+        replies = np.empty(n, self._out_dtype) if self._out_type is not None else None
         has_reply = np.zeros(n, dtype=bool)
         forwarded = np.zeros(n, dtype=bool)
         errors: list[tuple[int, int, str]] = []
-        ctx = self.ctx
         payloads = batch["payload"]
-        headers = batch["header"]
+        heads = batch["header"].tolist()
+        handle = self._handle
+        ctx = self.ctx
         with np.errstate(all="ignore"):  # fixed-width integers wrap, as on every target
             for i in range(n):
-                msg = in_type.from_record(payloads[i], headers[i])
                 ctx.thread_id = i
-                ctx.header = msg.header
-                ctx._forwarded = False
-                try:
-                    out = func(ctx, msg)
-                except Exception as exc:  # the kernel keeps serving; the caller gets the error
-                    errors.append((i, ErrorCode.HANDLER_EXCEPTION, _describe(exc)))
-                    forwarded[i] = ctx._forwarded
-                    continue
-                forwarded[i] = ctx._forwarded
-                if out is None:
-                    continue
-                if type(out) is not out_type:
-                    want = out_type.__qualname__ if out_type else "None (the kernel declares no reply type)"
-                    errors.append((i, ErrorCode.HANDLER_EXCEPTION,
-                                   f"TypeError: handler returned {type(out).__qualname__}, declared {want}"))
-                    continue
-                replies[i] = out.payload()
-                has_reply[i] = True
+                reply, fwd, err = handle(MessageHeader._make(heads[i]), payloads[i])
+                if fwd:
+                    forwarded[i] = True
+                if err is not None:
+                    errors.append((i, err[0], err[1]))
+                elif reply is not None:
+                    replies[i] = reply
+                    has_reply[i] = True
+        ctx.thread_id = 0
         return BatchResult(replies, has_reply, forwarded, errors)
 
     def close(self) -> None:
@@ -169,6 +190,27 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
+# Word indices of the ControlBlock fields the loop touches per batch: single
+# stores through one view are far cheaper than a property per field.
+def _word(name: str, size: int) -> int:
+    off = CONTROL_BLOCK_DTYPE.fields[name][1]
+    assert off % size == 0
+    return off // size
+
+
+_IS_ACTIVE, _SHOULD_TERMINATE = _word("is_active", 4), _word("should_terminate", 4)
+_PROCESSED, _IN_FLIGHT = _word("messages_processed", 8), _word("messages_in_flight", 8)
+_INPUT_TAIL, _OUTPUT_HEAD = _word("input_tail", 8), _word("output_head", 8)
+_HLC_PHYSICAL, _HLC_LOGICAL = _word("hlc_physical", 8), _word("hlc_logical", 8)
+
+_inline = threading.local()
+
+
+def serving_inline() -> bool:
+    """Whether the current thread is serving a kernel's queue from inside ``call`` (HostLoop.call_inline)."""
+    return getattr(_inline, "serving", False)
+
+
 class HostLoop:
     """A thread that serves one kernel: drain the input queue, execute, publish results."""
 
@@ -179,6 +221,11 @@ class HostLoop:
             target=self._main, name=f"ringcore-{handle.runtime.backend_name}-{handle.name}", daemon=True
         )
         self.crashed: BaseException | None = None
+        self._cb32 = handle.control.buffer.view("<u4")
+        self._cb64 = handle.control.buffer.view("<u8")
+        self._run_one = getattr(executor, "run_one", None)
+        self._in_type_id = handle.kernel.input_type.type_id
+        self._max_batch = handle.options.max_batch
 
     def start(self) -> None:
         self.thread.start()
@@ -188,6 +235,10 @@ class HostLoop:
         self.thread.join(timeout)
         return not self.thread.is_alive()
 
+    def _serving(self) -> bool:
+        cb = self._cb32
+        return bool(cb[_IS_ACTIVE]) and not cb[_SHOULD_TERMINATE]
+
     def call_inline(self, record: np.ndarray) -> bool:
         """Enqueue ``record`` and serve the queue from the calling thread, if the kernel is idle.
 
@@ -195,25 +246,31 @@ class HostLoop:
         wake-ups, about 50 µs on a small VM). The queue is still the path: the
         record goes through it in FIFO order behind anything already queued,
         and only one thread at a time (this one, or the loop) consumes it.
-        Returns False, having done nothing, when the loop is busy or the kernel
-        is not active; the caller then sends normally.
+        Returns False, having done nothing, when the loop is busy, the kernel
+        is not active, or the replies might not fit the output queue (this
+        thread cannot wait for room there: it is the one that would make it);
+        the caller then sends normally.
         """
         h = self.handle
-        cb = h.control
         inq = h.input_queue
-        if not cb.is_active or cb.should_terminate or self.crashed is not None:
+        if self.crashed is not None or not self._serving():
             return False
         if not inq.consumer_lock.acquire(blocking=False):
             return False
         try:
-            if not cb.is_active or cb.should_terminate:
+            outq = h.output_queue
+            if not self._serving() or len(inq) + 1 > outq.capacity - len(outq):
                 return False
             with inq.producer_lock:
-                while inq.push_many(record, notify=False) == 0:
-                    self.process(inq.pop_many(self.handle.options.max_batch))
-            batch = inq.pop_many(self.handle.options.max_batch)
-            if len(batch):
-                self.process(batch)
+                if inq.push_many(record, notify=False) == 0:
+                    return False
+            _inline.serving = True
+            try:
+                batch = inq.pop_many(self._max_batch)
+                if len(batch):
+                    self.process(batch)
+            finally:
+                _inline.serving = False
             return True
         finally:
             inq.consumer_lock.release()
@@ -223,7 +280,7 @@ class HostLoop:
         cb = h.control
         inq = h.input_queue
         bell = inq.not_empty
-        max_batch = h.options.max_batch
+        max_batch = self._max_batch
         try:
             while True:
                 if cb.should_terminate:
@@ -232,10 +289,11 @@ class HostLoop:
                     bell.wait(0.1)
                     continue
                 with inq.consumer_lock:
-                    batch = inq.pop_many(max_batch)
-                    if len(batch):
+                    # Checked again under the lock: deactivate() must hold what it finds queued.
+                    batch = inq.pop_many(max_batch) if self._serving() else None
+                    if batch is not None and len(batch):
                         self.process(batch)
-                if len(batch) == 0:
+                if batch is not None and len(batch) == 0:
                     bell.wait(None)
         except BaseException as exc:  # a bug in the executor: report it, never hang callers
             self.crashed = exc
@@ -254,7 +312,7 @@ class HostLoop:
     def process(self, batch: np.ndarray) -> None:
         """Execute one batch and publish its results (replies last, to keep latency low)."""
         n = len(batch)
-        self.handle.control.messages_in_flight = n
+        self._cb64[_IN_FLIGHT] = n
         if n <= _SMALL_BATCH:
             self._process_small(batch)
         else:
@@ -286,47 +344,66 @@ class HostLoop:
 
     def _finish(self, n: int) -> None:
         h = self.handle
-        cb = h.control
+        cb = self._cb64
         ts = h.clock.now()
-        cb.hlc_physical, cb.hlc_logical = ts.physical, ts.logical
-        cb.input_tail = h.input_queue.tail
-        cb.output_head = h.output_queue.head
-        cb.add("messages_processed", n)
-        cb.messages_in_flight = 0
+        cb[_HLC_PHYSICAL] = ts.physical
+        cb[_HLC_LOGICAL] = ts.logical
+        cb[_INPUT_TAIL] = h.input_queue.tail
+        cb[_OUTPUT_HEAD] = h.output_queue.head
+        cb[_PROCESSED] += n
+        cb[_IN_FLIGHT] = 0
+
+    def _small_results(self, batch: np.ndarray, heads: list[MessageHeader]) -> list[tuple[Any, bool, Any]]:
+        """``(reply, forwarded, error)`` per message of a small batch."""
+        tid = self._in_type_id
+        run_one = self._run_one
+        if run_one is not None:
+            payloads = batch["payload"]
+            return [run_one(m, payloads[i]) if m.type_id == tid
+                    else (None, False, (ErrorCode.WRONG_MESSAGE_TYPE, self._wrong_type(m.type_id)))
+                    for i, m in enumerate(heads)]
+        ok = [m.type_id == tid for m in heads]
+        res = self._run(batch, np.array(ok))
+        out: list[tuple[Any, bool, Any]] = [
+            (res.replies[i] if res.has_reply[i] else None, bool(res.forwarded[i]), None) if ok[i]
+            else (None, False, (ErrorCode.WRONG_MESSAGE_TYPE, self._wrong_type(m.type_id)))
+            for i, m in enumerate(heads)]
+        for i, code, detail in res.errors:
+            out[i] = (None, out[i][1], (code, detail))
+        return out
 
     def _process_small(self, batch: np.ndarray) -> None:
         """The per-message path: plain Python over a few messages beats numpy's call overhead."""
         h = self.handle
         heads = [MessageHeader._make(t) for t in batch["header"].tolist()]
-        n = len(heads)
-        top = max(heads, key=lambda m: (m.hlc_physical, m.hlc_logical))
+        top = heads[0] if len(heads) == 1 else max(heads, key=lambda m: (m.hlc_physical, m.hlc_logical))
         self._merge_clock(top.hlc_physical, top.hlc_logical)
-        tid = h.kernel.input_type.type_id
-        ok = [m.type_id == tid for m in heads]
-        result = self._run(batch, np.array(ok))
-        errors = {i: (ErrorCode.WRONG_MESSAGE_TYPE, self._wrong_type(m.type_id))
-                  for i, m in enumerate(heads) if not ok[i]}
-        for i, code, detail in result.errors:
-            errors[i] = (code, detail)
-        has = result.has_reply.tolist()
-        fwd = result.forwarded.tolist()
+        results = self._small_results(batch, heads)
+        reports = h.out_spec is not None  # failures of sent messages are reported where replies go
         items = []
+        errors: dict[int, tuple[int, str]] | None = None
         for i, m in enumerate(heads):
+            reply, fwd, err = results[i]
             expects = m.flags & _EXPECTS_REPLY
-            if expects and not has[i] and not fwd[i] and i not in errors:
-                errors[i] = (ErrorCode.NO_REPLY, self._no_reply())
-            if has[i]:
-                items.append((m, result.replies[i], 0))
-            elif expects and i in errors:
-                items.append((m, None, int(errors[i][0])))
+            if err is None and expects and reply is None and not fwd:
+                err = (ErrorCode.NO_REPLY, self._no_reply())
+            if err is not None:
+                if errors is None:
+                    errors = {}
+                errors[i] = err
+                if expects or reports:
+                    items.append((m, None, int(err[0]), err[1]))
+            elif reply is not None:
+                items.append((m, reply, 0, ""))
         if errors:
             self._account(errors, [m.correlation_id for m in heads])
         now = time.monotonic_ns()
+        latency = h.telemetry.latency
         for m in heads:
-            h.telemetry.latency.record_one_ns(now - m.send_ns)
+            latency.record_one_ns(now - m.send_ns)
         if items:
             h.runtime._publish_small(h, items)
-        self._finish(n)
+        self._finish(len(heads))
 
     def _process_vector(self, batch: np.ndarray) -> None:
         """The batch path: every step is a numpy operation over the whole batch."""
@@ -336,7 +413,7 @@ class HostLoop:
         phys = hdr["hlc_physical"]
         top = phys.max()
         self._merge_clock(int(top), int(hdr["hlc_logical"][phys == top].max()))
-        ok = hdr["type_id"] == h.kernel.input_type.type_id
+        ok = hdr["type_id"] == self._in_type_id
         result = self._run(batch, ok)
         codes = np.zeros(n, dtype=np.uint32)
         errors = {int(i): (ErrorCode.WRONG_MESSAGE_TYPE, self._wrong_type(int(hdr["type_id"][i])))
@@ -345,7 +422,7 @@ class HostLoop:
             errors[i] = (code, detail)
         for i, (code, _) in errors.items():
             codes[i] = code
-        expects = (hdr["flags"] & MessageFlags.EXPECTS_REPLY) != 0
+        expects = (hdr["flags"] & _EXPECTS_REPLY) != 0
         no_reply = expects & ~result.has_reply & ~result.forwarded & (codes == 0)
         if no_reply.any():
             codes[no_reply] = ErrorCode.NO_REPLY
@@ -355,11 +432,17 @@ class HostLoop:
         if errors:
             self._account(errors, hdr["correlation_id"])
         h.telemetry.latency.record_ns(time.monotonic_ns() - hdr["send_ns"].astype(np.int64))
-        sel = result.has_reply | ((codes != 0) & expects)
+        # Failures are reported where the reply would have gone: always for calls, and for
+        # sent messages when the kernel declares a reply type (so receive() sees them).
+        failed = codes != 0
+        sel = result.has_reply | ((failed & expects) if h.out_spec is None else failed)
         if sel.any():
             replies = result.replies
+            details = None
+            if errors:
+                details = [errors[i][1] if i in errors else "" for i in np.flatnonzero(sel).tolist()]
             h.runtime._publish_replies(h, hdr[sel], replies[sel] if replies is not None else None,
-                                       result.has_reply[sel], codes[sel])
+                                       result.has_reply[sel], codes[sel], details)
         self._finish(n)
 
     def _merge_clock(self, physical: int, logical: int) -> None:

@@ -94,7 +94,15 @@ class ControlBlock:
             raw = np.zeros(CONTROL_BLOCK_SIZE + 128, dtype=np.uint8)
             start = (-raw.ctypes.data) % 128
             buffer = raw[start:start + CONTROL_BLOCK_SIZE]
-        mem = buffer.view(np.uint8).reshape(-1) if isinstance(buffer, np.ndarray) else np.frombuffer(buffer, np.uint8)
+        if isinstance(buffer, np.ndarray):
+            if not buffer.flags.c_contiguous:
+                # reshape(-1) would copy it, and the block would live in the copy.
+                raise ValueError("a ControlBlock's buffer must be one contiguous block of memory")
+            mem = buffer.view(np.uint8).reshape(-1)
+        else:
+            mem = np.frombuffer(buffer, np.uint8)
+        if not mem.flags.writeable:
+            raise ValueError("a ControlBlock's buffer is read-only; pass writable memory")
         if mem.nbytes < CONTROL_BLOCK_SIZE:
             raise ValueError(f"a ControlBlock needs {CONTROL_BLOCK_SIZE} bytes, the buffer has {mem.nbytes}")
         self.buffer = mem[:CONTROL_BLOCK_SIZE]
@@ -105,8 +113,16 @@ class ControlBlock:
         }
 
     def add(self, name: str, n: int) -> None:
-        """Add ``n`` to a counter; only the counter's owner may call this."""
-        self._views[name][0] += n
+        """Add ``n`` (possibly negative) to a counter; only the counter's owner may call this.
+
+        The counter wraps at the top of its width, as a device's atomic add does;
+        taking it below zero is refused (that is a bookkeeping bug).
+        """
+        view = self._views[name]
+        value = int(view[0]) + n
+        if value < 0:
+            raise ValueError(f"{name} = {int(view[0])} cannot go below zero (adding {n})")
+        view[0] = value & ((1 << (view.dtype.itemsize * 8)) - 1)
 
     def init_queues(self, input_capacity: int, output_capacity: int) -> None:
         """Record both queues' capacities and masks (host, at launch)."""

@@ -33,6 +33,10 @@ rules (natural alignment, record size rounded up to 8 bytes).
 from __future__ import annotations
 
 import enum
+import math
+import operator
+import reprlib
+import sys
 import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, NamedTuple, NewType
@@ -161,8 +165,24 @@ def message_spec(obj: Any) -> MessageSpec:
 def _annotations(cls: type) -> dict[str, Any]:
     try:
         return typing.get_type_hints(cls)
-    except Exception:  # unresolved string annotations: resolve what we can by name
-        return dict(getattr(cls, "__annotations__", {}))
+    except Exception:
+        pass
+    # Some string annotation (``from __future__ import annotations``) names
+    # something get_type_hints cannot see. Evaluate the others one by one and
+    # leave that one as a string: resolve_type still reads "ringcore.f32[16]".
+    module = sys.modules.get(cls.__module__)
+    globalns = dict(vars(module)) if module is not None else {}
+    hints: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__[:-1]):
+        localns = dict(vars(klass))
+        for name, ann in vars(klass).get("__annotations__", {}).items():
+            if isinstance(ann, str):
+                try:
+                    ann = eval(ann, globalns, localns)  # what get_type_hints does, per field
+                except Exception:
+                    pass
+            hints[name] = ann
+    return hints
 
 
 def declared_fields(cls: type, what: str) -> dict[str, RingType]:
@@ -170,43 +190,126 @@ def declared_fields(cls: type, what: str) -> dict[str, RingType]:
     hints = _annotations(cls)
     fields: dict[str, RingType] = {}
     for name, ann in hints.items():
-        if typing.get_origin(ann) is ClassVar or name.startswith("_"):
+        if typing.get_origin(ann) is ClassVar or ann is ClassVar or name.startswith("_"):
             continue
         fields[name] = resolve_type(ann, where=f"field {name!r} of {what} {cls.__qualname__}")
     return fields
 
 
+def _int_bounds(t: ScalarType) -> tuple[int, int]:
+    if t.kind == "u":
+        return 0, (1 << t.bits) - 1
+    return -(1 << (t.bits - 1)), (1 << (t.bits - 1)) - 1
+
+
+_FLOAT_MAX = {32: float(np.finfo(np.float32).max), 64: float(np.finfo(np.float64).max)}
+
+
+def _coerce_scalar(value: Any, t: ScalarType) -> Any:
+    if type(value) is t.dtype.type:
+        return value
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    if t.kind == "b":
+        if isinstance(value, (bool, np.bool_)) or (
+            isinstance(value, (int, np.integer)) and value in (0, 1)
+        ):
+            return np.bool_(bool(value))
+        raise ValueError("expected True, False, 0 or 1")
+    if t.is_integer:
+        if isinstance(value, (float, np.floating)):
+            raise TypeError(
+                f"a float was given for an integer field; convert it explicitly "
+                f"(ringcore.{t.name}(x) truncates toward zero)"
+            )
+        try:
+            iv = operator.index(value)
+        except TypeError:
+            raise TypeError(f"expected an integer, got {type(value).__name__}") from None
+        lo, hi = _int_bounds(t)
+        if not lo <= iv <= hi:
+            raise OverflowError(f"{iv} is out of range {lo} .. {hi}")
+        return t.dtype.type(iv)
+    if isinstance(value, (complex, np.complexfloating)):
+        raise TypeError("expected a real number, got a complex one")
+    f = float(value)  # OverflowError for an int beyond float64
+    if math.isfinite(f) and abs(f) > _FLOAT_MAX[t.bits]:
+        with np.errstate(over="ignore"):
+            r = t.dtype.type(f)
+        if not math.isfinite(r):
+            raise OverflowError(f"{value!r} is out of range for {t.name}")
+        return r
+    return t.dtype.type(f)
+
+
+def _coerce_array(value: Any, t: ArrayType) -> np.ndarray:
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"expected an array of shape {t.shape}, got {type(value).__name__}")
+    arr = np.asarray(value)
+    if arr.shape != t.shape:
+        raise ValueError(f"expected shape {t.shape}, got {arr.shape}")
+    elem, kind = t.elem, arr.dtype.kind
+    if kind == "O":  # e.g. Python ints beyond int64: check element by element
+        out = np.empty(t.shape, elem.dtype)
+        for idx, v in np.ndenumerate(arr):
+            out[idx] = _coerce_scalar(v, elem)
+        return out
+    if kind not in "biuf":
+        raise TypeError(f"expected numbers, got an array of {arr.dtype}")
+    if elem.is_integer:
+        if kind == "f":
+            raise TypeError(
+                f"floats were given for an integer array; convert them explicitly "
+                f"(ringcore.{elem.name}(a) truncates toward zero)"
+            )
+        if kind in "iu" and arr.size:
+            lo, hi = _int_bounds(elem)
+            amin, amax = int(arr.min()), int(arr.max())
+            if amin < lo or amax > hi:
+                bad = amin if amin < lo else amax
+                raise OverflowError(f"element {bad} is out of range {lo} .. {hi}")
+    elif elem.kind == "b":
+        if kind != "b" and arr.size and bool(((arr != 0) & (arr != 1)).any()):
+            raise ValueError("expected booleans, 0 or 1")
+    elif kind == "f" and arr.dtype.itemsize > elem.dtype.itemsize:
+        with np.errstate(over="ignore"):
+            out = arr.astype(elem.dtype)
+        if bool((np.isinf(out) & np.isfinite(arr)).any()):
+            raise OverflowError(f"a value is out of range for {elem.name}")
+        return out
+    return np.array(arr, dtype=elem.dtype)  # always a copy: the caller's array stays theirs
+
+
 def coerce_field(value: Any, t: RingType, field: str, owner: str) -> Any:
-    """Convert ``value`` to field type ``t``, or raise naming the field."""
+    """Convert ``value`` to field type ``t``, or raise a MessageTypeError naming the field.
+
+    Integers must be in range, floats are refused for integer fields, arrays must
+    have exactly the declared shape; nothing is silently wrapped or truncated.
+    """
     try:
         if isinstance(t, ScalarType):
-            if type(value) is t.dtype.type:
-                return value
-            if t.is_integer and isinstance(value, int) and not isinstance(value, bool):
-                return t.dtype.type(value)  # raises OverflowError when out of range
-            if t.is_float and isinstance(value, (int, float)):
-                return t.dtype.type(value)
-            if t.is_integer and isinstance(value, (float, np.floating)):
-                raise TypeError("a float was given for an integer field")
-            arr = np.array(value, dtype=t.dtype)
-            if arr.shape != ():
-                raise TypeError(f"expected a scalar, got shape {arr.shape}")
-            return arr[()]
-        arr = np.array(value, dtype=t.elem.dtype)
-        if arr.shape != t.shape:
-            raise TypeError(f"expected shape {t.shape}, got {arr.shape}")
-        return arr
+            return _coerce_scalar(value, t)
+        return _coerce_array(value, t)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise MessageTypeError(
-            f"{owner}.{field} = {value!r} does not fit {t!r}: {exc}"
-        ) from None
+        shown = _short(value) if isinstance(value, (np.ndarray, np.generic)) else reprlib.repr(value)
+        raise MessageTypeError(f"{owner}.{field} = {shown} does not fit {t!r}: {exc}") from None
 
 
 def _install(cls: type, spec: MessageSpec) -> None:
     names = list(spec.fields)
     types = list(spec.fields.values())
-    defaults = {n: cls.__dict__.get(n, None) for n in names}
     owner = spec.name
+    # Defaults are checked once, here, so a bad one fails at the declaration.
+    defaults: dict[str, Any] = {}
+    for n, t in zip(names, types):
+        given = cls.__dict__.get(n, None)
+        if given is None:
+            defaults[n] = np.zeros((), t.dtype)[()] if isinstance(t, ScalarType) else np.zeros(t.shape, t.elem.dtype)
+            continue
+        try:
+            defaults[n] = coerce_field(given, t, n, owner)
+        except MessageTypeError as exc:
+            raise TypeDefinitionError(f"default of field {n!r} of message {owner}: {exc}") from None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if len(args) > len(names):
@@ -219,9 +322,11 @@ def _install(cls: type, spec: MessageSpec) -> None:
                 raise MessageTypeError(f"{owner} got field {k!r} twice")
             values[k] = v
         for n, t in zip(names, types):
-            v = values.get(n, defaults[n])
-            if v is None:
-                v = np.zeros((), t.dtype)[()] if isinstance(t, ScalarType) else np.zeros(t.shape, t.elem.dtype)
+            v = values.get(n)
+            if v is None:  # not given (or None): the declared default, else zero
+                v = defaults[n]
+                if isinstance(v, np.ndarray):
+                    v = v.copy()  # each message owns its arrays
             else:
                 v = coerce_field(v, t, n, owner)
             object.__setattr__(self, n, v)
@@ -298,6 +403,10 @@ def _short(v: Any) -> str:
 
 
 _TYPE_IDS: dict[int, str] = {}
+# Names the message class gains (see _install); a field cannot use them.
+_RESERVED = frozenset(
+    {"header", "payload", "from_record", "array", "pack", "unpack", "dtype", "slot_dtype", "type_id", "fields"}
+)
 
 
 def message(cls: type | None = None, *, type_id: int):
@@ -319,6 +428,11 @@ def message(cls: type | None = None, *, type_id: int):
             raise TypeDefinitionError(f"@ringcore.message decorates a class, not {klass!r}")
         fields = declared_fields(klass, "message")
         for name, t in fields.items():
+            if name in _RESERVED:
+                raise TypeDefinitionError(
+                    f"field {name!r} of message {klass.__qualname__} clashes with the message API "
+                    f"({', '.join(sorted(_RESERVED))}); rename the field"
+                )
             if isinstance(t, ArrayType) and t.size > 65536:
                 raise TypeDefinitionError(f"field {name!r} of {klass.__qualname__} is too large ({t!r})")
         qual = f"{klass.__module__}.{klass.__qualname__}"

@@ -94,7 +94,15 @@ class RingQueue:
             raw = np.zeros(nbytes + 128, dtype=np.uint8)
             start = (-raw.ctypes.data) % 128
             buffer = raw[start:start + nbytes]
-        mem = np.frombuffer(buffer, dtype=np.uint8) if not isinstance(buffer, np.ndarray) else buffer.view(np.uint8).reshape(-1)
+        if isinstance(buffer, np.ndarray):
+            if not buffer.flags.c_contiguous:
+                # reshape(-1) would copy it, and the queue would live in the copy.
+                raise ValueError("the queue's buffer must be one contiguous block of memory")
+            mem = buffer.view(np.uint8).reshape(-1)
+        else:
+            mem = np.frombuffer(buffer, dtype=np.uint8)
+        if not mem.flags.writeable:
+            raise ValueError("the queue's buffer is read-only; pass writable memory (a bytearray, a numpy array, a mapping)")
         if mem.nbytes < nbytes:
             raise ValueError(
                 f"buffer of {mem.nbytes} bytes is too small for {self.capacity} slots of "
@@ -199,22 +207,32 @@ class RingQueue:
         if first < n:
             self._raw[: n - first] = src[first:]
 
-    def try_push(self, record: np.ndarray | np.void) -> bool:
-        """Publish one record if there is room; True if it was enqueued."""
-        if isinstance(record, np.void):
+    def _one(self, record: np.ndarray | np.generic) -> np.ndarray:
+        """``record`` (a scalar record, or an array holding exactly one) as a 1-element array."""
+        if isinstance(record, np.generic):
             if record.dtype != self.dtype:
                 raise MessageTypeError(f"queue of {self.dtype} cannot take a record of {record.dtype}")
-            record = np.array([record], dtype=self.dtype)
-        return self.push_many(record[:1]) == 1
+            return np.array([record], dtype=self.dtype)
+        records = self._check(record)
+        if len(records) != 1:
+            raise ValueError(
+                f"expected one record, got an array of {len(records)}; use push_many or push_all for several"
+            )
+        return records
 
-    def push(self, record: np.ndarray | np.void, timeout: float | None = None) -> None:
+    def try_push(self, record: np.ndarray | np.generic) -> bool:
+        """Publish one record if there is room; True if it was enqueued."""
+        return self.push_many(self._one(record)) == 1
+
+    def push(self, record: np.ndarray | np.generic, timeout: float | None = None) -> None:
         """Publish one record, waiting up to ``timeout`` seconds for room.
 
         :raises QueueFull: the queue stayed full for the whole timeout.
         """
-        if self.try_push(record):
+        one = self._one(record)
+        if self.push_many(one) == 1:
             return
-        self.push_all(np.atleast_1d(np.asarray(record)) if isinstance(record, np.void) else record, timeout)
+        self.push_all(one, timeout)
 
     def push_all(self, records: np.ndarray, timeout: float | None = None) -> int:
         """Publish every record, in order, waiting up to ``timeout`` seconds for room.
@@ -242,6 +260,8 @@ class RingQueue:
 
     def record_drop(self, n: int = 1) -> None:
         """Count ``n`` messages refused under a drop policy (producer side)."""
+        if n < 0:
+            raise ValueError(f"cannot record a negative number of drops ({n})")
         self._stats[0] += n
 
     def wait_not_full(self, timeout: float | None) -> bool:

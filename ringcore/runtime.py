@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ._hostloop import BatchExecutor, HostLoop
+from ._hostloop import BatchExecutor, HostLoop, serving_inline
 from ._receiver import Receiver
 from ._sync import Doorbell, deadline_after, remaining
 from .control import ControlBlock, ErrorCode
@@ -57,6 +57,7 @@ _ERROR = int(MessageFlags.ERROR)
 _EXPECTS_REPLY = int(MessageFlags.EXPECTS_REPLY)
 _REPLY_ERROR = int(MessageFlags.REPLY | MessageFlags.ERROR)
 _HEADER_ONLY_SLOT = np.dtype([("header", HEADER_DTYPE), ("payload", _EMPTY)])
+_MAX_KEPT_ERRORS = 4096  # error details kept for callers that have not looked yet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +129,7 @@ class KernelHandle:
         self._receiver = Receiver(self.output_queue)
         self._state = KernelState.CREATED
         self._life = threading.RLock()
-        self._errors: collections.OrderedDict[int, tuple[int, str]] = collections.OrderedDict()
+        self._errors: collections.OrderedDict[int | tuple[str, int], tuple[int, str]] = collections.OrderedDict()
         self._errors_lock = threading.Lock()
         self.last_exception: str | None = None
         self.unprocessed = 0
@@ -239,23 +240,31 @@ class KernelHandle:
     # -- errors ----------------------------------------------------------------
 
     def _record_error(self, corr: int, code: int, detail: str) -> None:
+        """Keep ``detail`` for the caller waiting on correlation id ``corr`` (0: nobody waits)."""
         self.last_exception = detail
         if corr:
-            with self._errors_lock:
-                self._errors[corr] = (code, detail)
-                while len(self._errors) > 4096:
-                    self._errors.popitem(last=False)
+            self._keep_error(corr, code, detail)
         log.debug("ringcore: kernel %r error %s: %s", self.name, code, detail)
 
+    def _keep_error(self, key: int | tuple[str, int], code: int, detail: str) -> None:
+        """Remember an error's detail under a correlation id, or ``("reply", id)`` of its error report."""
+        with self._errors_lock:
+            self._errors[key] = (code, detail)
+            while len(self._errors) > _MAX_KEPT_ERRORS:
+                self._errors.popitem(last=False)
+
     def _error_for(self, header: np.void) -> KernelError:
+        """The KernelError an error report (a reply with the ERROR flag) stands for."""
         corr = int(header["correlation_id"])
         code = int(header["status"])
+        key: int | tuple[str, int] = corr if corr else ("reply", int(header["message_id"]))
         with self._errors_lock:
-            _, detail = self._errors.pop(corr, (code, ""))
+            _, detail = self._errors.pop(key, (code, ""))
         if not detail:
-            detail = self.runtime._error_detail(corr) or ErrorCode(code).name
+            detail = self.runtime._error_detail(key) or ""
         name = ErrorCode(code).name if code in ErrorCode._value2member_map_ else str(code)
-        return KernelError(f"kernel {self.name!r} failed on message {corr}: {detail}",
+        what = f"message {corr}" if corr else "a sent message"
+        return KernelError(f"kernel {self.name!r} failed on {what}: {detail or name}",
                            kernel=self.name, code=code, detail=detail or name)
 
     # -- sending -------------------------------------------------------------
@@ -438,24 +447,31 @@ class KernelHandle:
         :raises KernelError: the handler raised (or produced no reply) for this message.
         :raises RingTimeoutError: no reply within ``timeout`` seconds.
         """
-        self._need_output("call()")
-        self.kernel.check_input(msg)
+        if self.out_spec is None:
+            self._need_output("call()")
+        if type(msg) is not self.kernel.input_type:
+            self.kernel.check_input(msg)
         self._check_sendable()
         deadline = deadline_after(timeout)
-        corr = self.runtime._reserve_corr(1)
+        rt = self.runtime
+        mid, corr = rt._reserve_call()
+        ts = rt.clock.tick()
         rec = np.empty(1, self.in_spec.slot_dtype)
-        rec[0] = (self._header_tuple(corr, _EXPECTS_REPLY, priority), msg.payload())
-        self._receiver.expect(corr)
+        rec[0] = ((mid, corr, ts.physical, ts.logical, 0, 0, self.number, self.in_spec.type_id, self.number, 0,
+                   int(priority), _EXPECTS_REPLY, 0, 0, time.monotonic_ns()), msg.payload())
+        receiver = self._receiver
+        receiver.expect(corr)
         try:
-            if self.loop is not None and self.runtime.inline_calls and self.loop.call_inline(rec):
+            loop = self.loop
+            if loop is not None and rt.inline_calls and loop.call_inline(rec):
                 pass
             elif not self._push_one(rec, remaining(deadline)):
                 raise QueueFull(f"the input queue of kernel {self.name!r} is full and its overflow policy "
                                 "is drop: the call's message was dropped")
         except BaseException:
-            self._receiver.abandon([corr])
+            receiver.abandon([corr])
             raise
-        reply = self._receiver.wait_single(corr, deadline)
+        reply = receiver.wait_single(corr, deadline)
         if reply is None:
             raise RingTimeoutError(
                 f"no reply from kernel {self.name!r} within {timeout} s "
@@ -487,7 +503,20 @@ class KernelHandle:
             # so a batch larger than both queues still completes.
             chunk = max(1, min(self.input_queue.capacity, self.output_queue.capacity))
             while sent < n:
-                sent += self._push_many(slots[sent:sent + chunk], remaining(deadline))
+                part = slots[sent:sent + chunk]
+                took = self._push_many(part, remaining(deadline))
+                sent += took
+                if took < len(part):  # the drop policy refused the rest of this chunk (counted)
+                    unoffered = n - sent - (len(part) - took)
+                    if unoffered:
+                        with self.input_queue.producer_lock:
+                            self.input_queue.record_drop(unoffered)
+                    err = QueueFull(
+                        f"the input queue of kernel {self.name!r} is full and its overflow policy is drop: "
+                        f"{n - sent} of the {n} requests of call_many were dropped"
+                    )
+                    err.accepted = sent  # type: ignore[attr-defined]
+                    raise err
                 self._receiver.pending_count()
         except BaseException:
             self._receiver.drop_range(waiter)
@@ -783,16 +812,24 @@ class RingKernelRuntime:
             self._last_reserved += n
             return first
 
+    def _reserve_call(self) -> tuple[int, int]:
+        """Reserve one message id and one correlation id (one lock round for ``call``)."""
+        with self._ids_lock:
+            self._last_reserved += 1
+            self._last_corr += 1
+            return self._last_reserved, self._last_corr
+
     def _reserve_corr(self, n: int) -> int:
         with self._ids_lock:
             first = self._last_corr + 1
             self._last_corr += n
             return first
 
-    def _error_detail(self, corr: int) -> str | None:
+    def _error_detail(self, key: int | tuple[str, int]) -> str | None:
+        """An error detail kept by any kernel (a forwarded message may fail in another kernel)."""
         for h in self.kernels():
             with h._errors_lock:
-                got = h._errors.pop(corr, None)
+                got = h._errors.pop(key, None)
             if got is not None:
                 return got[1]
         return None
@@ -838,33 +875,48 @@ class RingKernelRuntime:
         return DeliveryResult.DELIVERED
 
     def _publish_replies(self, source: KernelHandle, req: np.ndarray, replies: np.ndarray | None,
-                         has_reply: np.ndarray, codes: np.ndarray) -> None:
-        """Publish replies (and error reports) for requests ``req`` to their ``reply_to`` kernels."""
+                         has_reply: np.ndarray, codes: np.ndarray, details: list[str] | None = None) -> None:
+        """Publish replies (and error reports) for requests ``req`` to their ``reply_to`` kernels.
+
+        :param details: per request, the error detail of a failed one (kept for ``receive``).
+        """
         reply_to = req["reply_to"]
         groups = np.unique(reply_to)
-        for target in groups:
+        for target in groups.tolist():
+            dest = source if target in (0, source.number) else (self._lookup(target) or source)
+            if len(groups) == 1:
+                self._publish_to(dest, source, req, replies, has_reply, codes, details)
+                continue
             sel = reply_to == target
-            dest = source if int(target) in (0, source.number) else (self._lookup(int(target)) or source)
             self._publish_to(dest, source, req[sel], None if replies is None else replies[sel],
-                             has_reply[sel], codes[sel])
+                             has_reply[sel], codes[sel],
+                             None if details is None else [d for d, s in zip(details, sel.tolist()) if s])
 
-    def _publish_small(self, source: KernelHandle, items: list[tuple[MessageHeader, Any, int]]) -> None:
-        """Publish a few replies: ``(request header, payload record or None, error code)`` each."""
+    def _publish_small(self, source: KernelHandle, items: list[tuple[MessageHeader, Any, int, str]]) -> None:
+        """Publish a few replies: ``(request header, payload or None, error code, error detail)`` each.
+
+        A payload is a record of the kernel's output type or a tuple of its field values.
+        """
         out_type_id = source.out_spec.type_id if source.out_spec is not None else 0
-        for req, payload, code in items:
-            dest = source if req.reply_to in (0, source.number) else (self._lookup(req.reply_to) or source)
+        out_dtype = source.output_queue.dtype
+        for req, payload, code, detail in items:
+            target = req.reply_to
+            dest = source if target == 0 or target == source.number else (self._lookup(target) or source)
             q = dest.output_queue
-            if payload is not None and q.dtype["payload"] != payload.dtype:
+            if payload is not None and dest is not source and q.dtype != out_dtype:
                 code = ErrorCode.WRONG_MESSAGE_TYPE
-                source._record_error(req.correlation_id, code, self._wrong_reply_text(source, dest))
+                detail = self._wrong_reply_text(source, dest)
+                source._record_error(req.correlation_id, code, detail)
                 payload = None
+            mid = self._reserve_ids(1)
             ts = source.clock.tick()
-            flags = _REPLY_ERROR if code else _REPLY
-            head = (self._reserve_ids(1), req.correlation_id, ts.physical, ts.logical, source.number,
-                    source.number, 0, out_type_id, req.reply_to, code, req.priority, int(flags), 0, 0, req.send_ns)
+            head = (mid, req.correlation_id, ts.physical, ts.logical, source.number, source.number, 0,
+                    out_type_id, target, code, req.priority, _REPLY_ERROR if code else _REPLY, 0, 0, req.send_ns)
             if payload is None:
                 rec = np.zeros(1, q.dtype)
                 rec["header"][0] = head
+                if code and not req.correlation_id and detail:
+                    source._keep_error(("reply", mid), code, detail)
             else:
                 rec = np.empty(1, q.dtype)
                 rec[0] = (head, payload)
@@ -882,8 +934,12 @@ class RingKernelRuntime:
         with q.producer_lock:
             done = q.push_many(out)
             while done < k:
+                if serving_inline():
+                    # This thread also consumes the queue (HostLoop.call_inline): waiting for
+                    # room would wait for itself, so it moves replies to the host side first.
+                    dest._receiver.pending_count()
                 # Wait for the host to consume; give up only when told to terminate.
-                if not q.wait_not_full(0.05) and source.control.should_terminate:
+                elif not q.wait_not_full(0.05) and source.control.should_terminate:
                     break
                 done += q.push_many(out[done:])
             if done < k:
@@ -892,7 +948,8 @@ class RingKernelRuntime:
                             "(output queue full)", source.name, k - done)
 
     def _publish_to(self, dest: KernelHandle, source: KernelHandle, req: np.ndarray,
-                    replies: np.ndarray | None, has_reply: np.ndarray, codes: np.ndarray) -> None:
+                    replies: np.ndarray | None, has_reply: np.ndarray, codes: np.ndarray,
+                    details: list[str] | None = None) -> None:
         k = len(req)
         out = np.zeros(k, dest.output_queue.dtype)
         oh = out["header"]
@@ -905,9 +962,11 @@ class RingKernelRuntime:
                 codes = codes.copy()
                 codes[bad] = ErrorCode.WRONG_MESSAGE_TYPE
                 corr = req["correlation_id"]
-                for i in np.flatnonzero(bad):
-                    source._record_error(int(corr[i]), ErrorCode.WRONG_MESSAGE_TYPE,
-                                         self._wrong_reply_text(source, dest))
+                text = self._wrong_reply_text(source, dest)
+                details = list(details) if details is not None else [""] * k
+                for i in np.flatnonzero(bad).tolist():
+                    source._record_error(int(corr[i]), ErrorCode.WRONG_MESSAGE_TYPE, text)
+                    details[i] = text
                 has_reply = has_reply & ~bad
         first = self._reserve_ids(k)
         oh["message_id"] = np.arange(first, first + k, dtype=np.uint64)
@@ -924,6 +983,11 @@ class RingKernelRuntime:
         oh["priority"] = req["priority"]
         oh["flags"] = np.where(codes != 0, MessageFlags.REPLY | MessageFlags.ERROR, MessageFlags.REPLY)
         oh["send_ns"] = req["send_ns"]
+        if details is not None:
+            # Error reports of sent messages (no correlation id) keep their detail under the report's id.
+            for i in np.flatnonzero((codes != 0) & (req["correlation_id"] == 0)).tolist():
+                if details[i]:
+                    source._keep_error(("reply", first + i), int(codes[i]), details[i])
         self._push_replies(source, dest, out)
 
 

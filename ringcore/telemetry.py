@@ -60,6 +60,8 @@ class LatencyHistogram:
 
     def percentile_us(self, p: float) -> float:
         """The ``p``-th percentile (0-100), in µs, interpolated within its bucket."""
+        if not 0 <= p <= 100:
+            raise ValueError(f"percentile must be between 0 and 100, got {p}")
         with self._lock:
             counts = self.counts.copy()
             max_us = self.max_ns / 1000

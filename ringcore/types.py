@@ -10,6 +10,7 @@ exactly as the compiled targets do. Indexing a type declares a fixed array:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,17 +62,25 @@ class ScalarType:
             with np.errstate(all="ignore"):
                 if self.is_integer and value.dtype.kind == "f":
                     value = np.trunc(value)
-                    # Wrap through the widest integer, like a C cast of an in-range value.
-                    value = value.astype(np.int64 if self.kind == "i" else np.uint64)
+                    # Wrap through a 64-bit integer, like a C cast of an in-range value.
+                    # Negative floats go through int64 and large ones through uint64:
+                    # numpy's direct float -> unsigned cast of a negative value is
+                    # platform-dependent (it saturates to 0 on ARM).
+                    if self.kind == "u" and self.bits == 64:
+                        value = np.where(value < 0, value.astype(np.int64).view(np.uint64),
+                                         value.astype(np.uint64))
+                    else:
+                        value = value.astype(np.int64)
                 return value.astype(self.dtype)
         if self.kind == "b":
             return np.bool_(bool(value))
         if self.is_float:
-            return self.dtype.type(value)
+            with np.errstate(over="ignore"):  # out of range becomes inf, as in C
+                return self.dtype.type(value)
         if isinstance(value, (float, np.floating)):
             if not math.isfinite(value):
                 raise ValueError(f"cannot cast {value!r} to {self.name}: it is not finite")
-            value = math.trunc(value)
+            value = math.trunc(float(value))  # numpy float32 has no __trunc__
         value = int(value) & ((1 << self.bits) - 1)
         if self.kind == "i" and value >= 1 << (self.bits - 1):
             value -= 1 << self.bits
@@ -151,33 +160,62 @@ def scalar_type(dtype: np.dtype) -> ScalarType:
         raise TypeDefinitionError(f"numpy dtype {dtype} has no ringcore scalar type") from None
 
 
+_PY_HINTS = {
+    "int": "ringcore.i32 or ringcore.i64",
+    "float": "ringcore.f32 or ringcore.f64",
+    "bool": "ringcore.bool",
+}
+_ANY_HINT = "one of ringcore.u8 … u64, i8 … i64, f32, f64, bool, or an array like f32[16]"
+# A string annotation (``from __future__ import annotations``) that get_type_hints
+# could not evaluate: an optionally qualified scalar name and optional dimensions,
+# e.g. "ringcore.f32[16]", "rc.u8[4, 4]", "i64".
+_STRING_TYPE = re.compile(
+    r"^\s*(?:[A-Za-z_]\w*\.)*(?P<name>[A-Za-z_]\w*)\s*(?:\[(?P<dims>[\d\s,]+)\])?\s*$"
+)
+
+
+def _resolve_string(annotation: str) -> RingType | None:
+    m = _STRING_TYPE.match(annotation)
+    if m is None:
+        return None
+    name = "bool" if m["name"] == "bool_" else m["name"]
+    if name not in SCALAR_TYPES:
+        return None
+    t = SCALAR_TYPES[name]
+    if m["dims"] is None:
+        return t
+    try:
+        dims = tuple(int(d) for d in m["dims"].split(","))
+    except ValueError:
+        return None
+    return t[dims if len(dims) > 1 else dims[0]]
+
+
 def resolve_type(annotation: Any, *, where: str) -> RingType:
     """Return the ringcore type an annotation names, or raise a TypeDefinitionError.
 
-    :param annotation: a ringcore type, a fixed array of one, or a numpy scalar dtype.
+    :param annotation: a ringcore type, a fixed array of one, a numpy scalar dtype,
+        or the string form of one of those (``"ringcore.f32[16]"``).
     :param where: what is being declared (``"field 'x' of message Ping"``), for the error.
     """
     if isinstance(annotation, (ScalarType, ArrayType)):
         return annotation
+    hint = _ANY_HINT
     if isinstance(annotation, str):
-        if annotation.startswith("ringcore."):
-            annotation = annotation[len("ringcore."):]
-        if annotation in SCALAR_TYPES:
-            return SCALAR_TYPES[annotation]
+        resolved = _resolve_string(annotation)
+        if resolved is not None:
+            return resolved
+        hint = _PY_HINTS.get(annotation.strip(), _ANY_HINT)
+    elif any(annotation is t for t in (int, float, bool)):
+        # Checked by identity: np.dtype("f8") == float is True, and a dtype is fine.
+        hint = _PY_HINTS[annotation.__name__]
     else:
         try:
             dt = np.dtype(annotation)
-        except TypeError:
+        except (TypeError, ValueError):
             dt = None
-        if annotation in (int, float, bool):
-            dt = None
-        if dt is not None and dt.newbyteorder("<") in _BY_DTYPE:
+        if dt is not None and dt.kind in "uifb" and dt.newbyteorder("<") in _BY_DTYPE:
             return _BY_DTYPE[dt.newbyteorder("<")]
-    hint = {
-        int: "ringcore.i32 or ringcore.i64",
-        float: "ringcore.f32 or ringcore.f64",
-        bool: "ringcore.bool",
-    }.get(annotation, "one of ringcore.u8 … u64, i8 … i64, f32, f64, bool, or an array like f32[16]")
     raise TypeDefinitionError(f"{where} is annotated {annotation!r}; use {hint}")
 
 

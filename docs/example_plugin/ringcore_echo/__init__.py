@@ -1,0 +1,1 @@
+"""ringcore-echo: an example third-party ringcore backend (see docs/plugins.md)."""

@@ -1,0 +1,74 @@
+"""ringcore's parallel transaction execution runtime (a "Layer 2" runtime).
+
+Batches of transactions that declare the resources they read and write are
+linked into per-resource dependency chains, executed in parallel by a VM,
+persisted as per-batch state diffs to a store, and committed in batch order,
+with rollback. The result of any schedule equals running the same
+transactions one by one in batch order. See docs/execution.md.
+
+::
+
+    from ringcore.execution import RuntimeManager, SimpleTransaction, Access, VmInterface
+
+    class Counter(VmInterface):
+        def process_transaction(self, tx, handles):
+            (h,) = handles
+            h.data = (int.from_bytes(h.data, "big") + 1).to_bytes(8, "big")
+
+    with RuntimeManager(Counter(), workers=2) as m:
+        batch = m.schedule([SimpleTransaction([Access.write("n")])] * 10)
+        batch.wait_committed(timeout=10)
+        print(int.from_bytes(m.read("n").data, "big"))   # 10
+"""
+
+from __future__ import annotations
+
+from .batch import RuntimeBatch, TxResult
+from .errors import (
+    ExecutionError,
+    InvalidTransactionError,
+    ManagerClosedError,
+    ReadOnlyAccessError,
+    RollbackError,
+    RuntimeFailedError,
+    StoreArgumentError,
+    StoreClosedError,
+    StoreError,
+)
+from .manager import RuntimeManager
+from .resource import (
+    READ,
+    WRITE,
+    Access,
+    AccessType,
+    ResourceId,
+    SimpleTransaction,
+    Transaction,
+    decode_resource_id,
+    encode_resource_id,
+)
+from .state import (
+    SCHEMA_VERSION,
+    StateDiff,
+    StateSpace,
+    VersionedState,
+    data_key,
+    decode_rollback_value,
+    latest_key,
+    rollback_key,
+    rollback_value,
+)
+from .store import MemoryStore, Store, WriteBatch
+from .vm import AccessHandle, NoopVm, VmInterface
+
+__all__ = [
+    "RuntimeManager", "RuntimeBatch", "TxResult",
+    "AccessType", "READ", "WRITE", "Access", "Transaction", "SimpleTransaction", "ResourceId",
+    "encode_resource_id", "decode_resource_id",
+    "VersionedState", "StateDiff", "StateSpace", "SCHEMA_VERSION",
+    "data_key", "latest_key", "rollback_key", "rollback_value", "decode_rollback_value",
+    "Store", "WriteBatch", "MemoryStore",
+    "VmInterface", "AccessHandle", "NoopVm",
+    "ExecutionError", "InvalidTransactionError", "ReadOnlyAccessError", "RollbackError", "StoreError",
+    "StoreClosedError", "StoreArgumentError", "ManagerClosedError", "RuntimeFailedError",
+]
