@@ -253,13 +253,14 @@ class HostLoop:
         """
         h = self.handle
         inq = h.input_queue
-        if self.crashed is not None or not self._serving():
+        cb = self._cb32
+        if not cb[_IS_ACTIVE] or cb[_SHOULD_TERMINATE] or self.crashed is not None:
             return False
         if not inq.consumer_lock.acquire(blocking=False):
             return False
         try:
             outq = h.output_queue
-            if not self._serving() or len(inq) + 1 > outq.capacity - len(outq):
+            if not cb[_IS_ACTIVE] or cb[_SHOULD_TERMINATE] or len(inq) + 1 > outq.capacity - len(outq):
                 return False
             with inq.producer_lock:
                 if inq.push_many(record, notify=False) == 0:
@@ -269,6 +270,8 @@ class HostLoop:
                 batch = inq.pop_many(self._max_batch)
                 if len(batch):
                     self.process(batch)
+            except Exception as exc:  # a bug in the executor: stop the kernel, fail its waiters
+                self._crash(exc)
             finally:
                 _inline.serving = False
             return True
@@ -283,7 +286,7 @@ class HostLoop:
         max_batch = self._max_batch
         try:
             while True:
-                if cb.should_terminate:
+                if cb.should_terminate or self.crashed is not None:
                     break
                 if not cb.is_active:
                     bell.wait(0.1)
@@ -296,11 +299,7 @@ class HostLoop:
                 if batch is not None and len(batch) == 0:
                     bell.wait(None)
         except BaseException as exc:  # a bug in the executor: report it, never hang callers
-            self.crashed = exc
-            log.exception("ringcore: the host loop of kernel %r crashed", h.name)
-            cb.last_error = ErrorCode.DEVICE_ERROR
-            cb.add("error_count", 1)
-            h._record_error(0, ErrorCode.DEVICE_ERROR, f"host loop crashed: {_describe(exc)}")
+            self._crash(exc)
         finally:
             try:
                 self.executor.close()
@@ -309,11 +308,25 @@ class HostLoop:
                 cb.has_terminated = 1
                 h._on_loop_exit()
 
+    def _crash(self, exc: BaseException) -> None:
+        """Record an executor failure; the loop then exits and the kernel's waiters are failed."""
+        h = self.handle
+        log.error("ringcore: kernel %r stopped: its %s executor failed", h.name, h.runtime.backend_name,
+                  exc_info=exc)
+        h.control.last_error = ErrorCode.DEVICE_ERROR
+        h.control.add("error_count", 1)
+        h._record_error(0, ErrorCode.DEVICE_ERROR, f"the executor failed: {_describe(exc)}")
+        self._cb64[_IN_FLIGHT] = 0
+        self.crashed = exc  # last: the loop exits on seeing it and reports the detail recorded above
+        h._wake()
+
     def process(self, batch: np.ndarray) -> None:
         """Execute one batch and publish its results (replies last, to keep latency low)."""
         n = len(batch)
         self._cb64[_IN_FLIGHT] = n
-        if n <= _SMALL_BATCH:
+        if n == 1 and self._run_one is not None:
+            self._process_one(batch)
+        elif n <= _SMALL_BATCH:
             self._process_small(batch)
         else:
             self._process_vector(batch)
@@ -342,10 +355,12 @@ class HostLoop:
         for i, (code, text) in errors.items():
             h._record_error(int(corr[i]), code, text)
 
-    def _finish(self, n: int) -> None:
+    def _finish(self, n: int, ts: HlcTimestamp | None = None) -> None:
+        """Mirror progress into the ControlBlock; ``ts`` is the kernel clock's latest timestamp."""
         h = self.handle
         cb = self._cb64
-        ts = h.clock.now()
+        if ts is None:
+            ts = h.clock.now()
         cb[_HLC_PHYSICAL] = ts.physical
         cb[_HLC_LOGICAL] = ts.logical
         cb[_INPUT_TAIL] = h.input_queue.tail
@@ -372,12 +387,33 @@ class HostLoop:
             out[i] = (None, out[i][1], (code, detail))
         return out
 
+    def _process_one(self, batch: np.ndarray) -> None:
+        """One message through ``run_one``: the latency path of ``call``, with nothing to batch."""
+        h = self.handle
+        m = MessageHeader._make(batch["header"].tolist()[0])
+        ts = self._merge_clock(m.hlc_physical, m.hlc_logical)
+        if m.type_id == self._in_type_id:
+            reply, fwd, err = self._run_one(m, batch["payload"][0])
+        else:
+            reply, fwd, err = None, False, (ErrorCode.WRONG_MESSAGE_TYPE, self._wrong_type(m.type_id))
+        expects = m.flags & _EXPECTS_REPLY
+        if err is None and expects and reply is None and not fwd:
+            err = (ErrorCode.NO_REPLY, self._no_reply())
+        h.telemetry.latency.record_one_ns(time.monotonic_ns() - m.send_ns)
+        if err is not None:
+            self._account({0: err}, (m.correlation_id,))
+            if expects or h.out_spec is not None:
+                ts = h.runtime._publish_one(h, m, None, int(err[0]), err[1])
+        elif reply is not None:
+            ts = h.runtime._publish_one(h, m, reply, 0, "")
+        self._finish(1, ts)
+
     def _process_small(self, batch: np.ndarray) -> None:
         """The per-message path: plain Python over a few messages beats numpy's call overhead."""
         h = self.handle
         heads = [MessageHeader._make(t) for t in batch["header"].tolist()]
         top = heads[0] if len(heads) == 1 else max(heads, key=lambda m: (m.hlc_physical, m.hlc_logical))
-        self._merge_clock(top.hlc_physical, top.hlc_logical)
+        ts = self._merge_clock(top.hlc_physical, top.hlc_logical)
         results = self._small_results(batch, heads)
         reports = h.out_spec is not None  # failures of sent messages are reported where replies go
         items = []
@@ -402,8 +438,8 @@ class HostLoop:
         for m in heads:
             latency.record_one_ns(now - m.send_ns)
         if items:
-            h.runtime._publish_small(h, items)
-        self._finish(len(heads))
+            ts = h.runtime._publish_small(h, items)
+        self._finish(len(heads), ts)
 
     def _process_vector(self, batch: np.ndarray) -> None:
         """The batch path: every step is a numpy operation over the whole batch."""
@@ -445,11 +481,13 @@ class HostLoop:
                                        result.has_reply[sel], codes[sel], details)
         self._finish(n)
 
-    def _merge_clock(self, physical: int, logical: int) -> None:
+    def _merge_clock(self, physical: int, logical: int) -> HlcTimestamp | None:
+        """Merge the batch's latest request timestamp into the kernel's clock; the new timestamp."""
         try:
-            self.handle.clock.update((physical, logical))
+            return self.handle.clock.update((physical, logical))
         except ClockSkewError as exc:
             self.handle._record_error(0, ErrorCode.DEVICE_ERROR, str(exc))
+            return None
 
     @staticmethod
     def _expand(res: BatchResult, idx: np.ndarray, n: int) -> BatchResult:

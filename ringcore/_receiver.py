@@ -24,6 +24,7 @@ from .queue import RingQueue
 __all__ = ["Receiver"]
 
 _NOTHING = object()
+_POLL = 0.05  # seconds between polls of a queue whose producer cannot ring
 _REPLY = int(MessageFlags.REPLY)
 
 
@@ -136,7 +137,9 @@ class Receiver:
                     bell.ring()
             taken |= m
         if self._abandoned:
-            late = is_reply & ~taken & np.isin(corr, np.fromiter(self._abandoned.keys(), dtype=np.uint64))
+            late = is_reply & ~taken & (corr != 0)  # replies to sent messages carry no correlation id
+            if late.any():
+                late &= np.isin(corr, np.fromiter(self._abandoned.keys(), dtype=np.uint64))
             if late.any():
                 self.late_replies += int(late.sum())
                 taken |= late
@@ -194,8 +197,13 @@ class Receiver:
         me = own
         while True:
             with self._lock:
-                self._drain_locked()
-                result = check()
+                try:
+                    self._drain_locked()
+                    result = check()
+                except BaseException:
+                    if me is not None:
+                        self._followers.discard(me)
+                    raise
                 if result is not _NOTHING:
                     if me is not None:
                         self._followers.discard(me)
@@ -220,7 +228,13 @@ class Receiver:
                     self._followers.add(me)
             if leader:
                 try:
-                    self.queue.wait_not_empty(left)
+                    # Wait on the doorbell itself, not until the queue is non-empty: close()
+                    # rings it to wake the leader when the kernel terminates.
+                    bell = self.queue.not_empty
+                    if bell is not None:
+                        bell.wait(left)
+                    else:  # a producer that cannot ring (a device): poll, bounded so close() is seen
+                        self.queue.wait_not_empty(_POLL if left is None else min(left, _POLL))
                 finally:
                     with self._lock:
                         self._leader = False
@@ -261,6 +275,16 @@ class Receiver:
             self.abandon([corr])
             return None
         return got
+
+    def wait_range_part(self, r: _Range, lo: int, hi: int, deadline: float | None) -> bool:
+        """Wait until replies ``lo`` to ``hi`` (exclusive) of ``r`` arrived; False at the deadline.
+
+        The range stays registered either way (see :meth:`wait_range` and :meth:`drop_range`).
+        """
+        def check() -> Any:
+            return True if r.got[lo:hi].all() else _NOTHING
+
+        return self._wait(check, deadline, r.bell) is True
 
     def wait_range(self, r: _Range, deadline: float | None) -> bool:
         """Wait until every reply of ``r`` arrived; False at the deadline."""

@@ -176,7 +176,8 @@ def format_info(info: dict[str, Any]) -> str:
 
     lines += ["", "Plugins:"]
     if not info["plugins"]:
-        lines.append("  none installed (install ringcore-cpu for the CPU backend)")
+        lines.append(f"  none loaded ({ENV_LOAD_PLUGINS} selects none)" if env[ENV_LOAD_PLUGINS] is not None
+                     else "  none installed (install ringcore-cpu for the CPU backend)")
     origins = [f"{p['distribution']} {p['version']}" if p["distribution"] else "registered in-process"
                for p in info["plugins"]]
     name_w = max((len(p["name"]) for p in info["plugins"]), default=0)
@@ -192,7 +193,9 @@ def format_info(info: dict[str, Any]) -> str:
 
     lines += ["", "Backends (highest priority first):"]
     if not info["backends"]:
-        lines.append("  none registered (install ringcore-cpu)")
+        hint = (f"the plugins that provide them are not loaded: see {ENV_LOAD_PLUGINS}"
+                if env[ENV_LOAD_PLUGINS] is not None else "install ringcore-cpu")
+        lines.append(f"  none registered ({hint})")
     for b in info["backends"]:
         status = "available" if b["available"] else "unavailable"
         lines.append(f"  {b['name']:<8} priority {b['priority']:<4} {status:<12} "

@@ -291,7 +291,8 @@ def coerce_field(value: Any, t: RingType, field: str, owner: str) -> Any:
             return _coerce_scalar(value, t)
         return _coerce_array(value, t)
     except (TypeError, ValueError, OverflowError) as exc:
-        shown = _short(value) if isinstance(value, (np.ndarray, np.generic)) else reprlib.repr(value)
+        numpy_value = isinstance(value, (np.ndarray, np.generic))
+        shown = _short(value) if numpy_value else reprlib.repr(value)
         raise MessageTypeError(f"{owner}.{field} = {shown} does not fit {t!r}: {exc}") from None
 
 
@@ -304,7 +305,10 @@ def _install(cls: type, spec: MessageSpec) -> None:
     for n, t in zip(names, types):
         given = cls.__dict__.get(n, None)
         if given is None:
-            defaults[n] = np.zeros((), t.dtype)[()] if isinstance(t, ScalarType) else np.zeros(t.shape, t.elem.dtype)
+            if isinstance(t, ScalarType):
+                defaults[n] = np.zeros((), t.dtype)[()]
+            else:
+                defaults[n] = np.zeros(t.shape, t.elem.dtype)
             continue
         try:
             defaults[n] = coerce_field(given, t, n, owner)
@@ -405,7 +409,8 @@ def _short(v: Any) -> str:
 _TYPE_IDS: dict[int, str] = {}
 # Names the message class gains (see _install); a field cannot use them.
 _RESERVED = frozenset(
-    {"header", "payload", "from_record", "array", "pack", "unpack", "dtype", "slot_dtype", "type_id", "fields"}
+    {"header", "payload", "from_record", "array", "pack", "unpack",
+     "dtype", "slot_dtype", "type_id", "fields"}
 )
 
 

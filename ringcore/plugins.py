@@ -233,7 +233,7 @@ class PluginRegistry:
                 return f"implements unknown hook {attr!r}{hint}"
         try:
             self.pm.register(obj, name=name)
-        except ValueError as exc:
+        except (ValueError, pluggy.PluginValidationError) as exc:
             return f"could not register: {exc}"
         return None
 
@@ -347,7 +347,7 @@ class PluginRegistry:
                 return s
         if available:
             return available[0]
-        lines = "; ".join(f"{s.name}: {self.probe(s.name).reason}" for s in specs) or "no backend is installed"
+        lines = "; ".join(f"{s.name}: {self.probe(s.name).reason}" for s in specs) or "no backend is registered"
         raise BackendUnavailableError(f"no ringcore backend can run here ({lines}); install ringcore-cpu")
 
     def create_runtime(self, name: str = "auto", **options: Any) -> RingKernelRuntime:

@@ -102,7 +102,10 @@ class RingQueue:
         else:
             mem = np.frombuffer(buffer, dtype=np.uint8)
         if not mem.flags.writeable:
-            raise ValueError("the queue's buffer is read-only; pass writable memory (a bytearray, a numpy array, a mapping)")
+            raise ValueError(
+                "the queue's buffer is read-only; pass writable memory "
+                "(a bytearray, a numpy array, a mapping)"
+            )
         if mem.nbytes < nbytes:
             raise ValueError(
                 f"buffer of {mem.nbytes} bytes is too small for {self.capacity} slots of "
@@ -216,7 +219,8 @@ class RingQueue:
         records = self._check(record)
         if len(records) != 1:
             raise ValueError(
-                f"expected one record, got an array of {len(records)}; use push_many or push_all for several"
+                f"expected one record, got an array of {len(records)}; "
+                "use push_many or push_all for several"
             )
         return records
 

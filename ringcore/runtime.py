@@ -39,7 +39,7 @@ from .errors import (
     RingTimeoutError,
     TerminationTimeoutError,
 )
-from .hlc import HlcClock
+from .hlc import HlcClock, HlcTimestamp
 from .k2k import DEFAULT_MAX_HOPS, DeliveryResult
 from .kernel import KernelDef, KernelMode, KernelState, LaunchOptions, OverflowPolicy
 from .message import HEADER_DTYPE, MessageFlags, MessageHeader, Priority, message_spec
@@ -194,14 +194,26 @@ class KernelHandle:
                 f"(processed {self.control.messages_processed}, in flight {self.control.messages_in_flight}); "
                 "its handler may be stuck. It stays terminating: call terminate() again to keep waiting"
             )
-        self._finish_termination()
+        self._finish_termination(deadline, timeout)
 
-    def _finish_termination(self) -> None:
-        with self._life:
-            if self._state is KernelState.TERMINATED:
-                return
-            self.unprocessed = len(self.input_queue)
-            self._state = KernelState.TERMINATED
+    def _finish_termination(self, deadline: float | None = None, timeout: float | None = None) -> None:
+        q = self.input_queue
+        # Count what is left only once no host thread is serving the queue (call_inline)
+        # and no sender can add to it: a message is either counted here or refused.
+        left = remaining(deadline)
+        if not q.consumer_lock.acquire(timeout=-1 if left is None else left):
+            raise TerminationTimeoutError(
+                f"kernel {self.name!r}: a call served from a host thread was still running its handler "
+                f"after {timeout} s. It stays terminating: call terminate() again to keep waiting"
+            )
+        try:
+            with q.producer_lock, self._life:
+                if self._state is KernelState.TERMINATED:
+                    return
+                self.unprocessed = len(q)
+                self._state = KernelState.TERMINATED
+        finally:
+            q.consumer_lock.release()
         self.runtime._forget(self)
         self._receiver.close(KernelTerminatedError(f"kernel {self.name!r} terminated"))
         self.input_queue.not_full.ring()
@@ -280,6 +292,7 @@ class KernelHandle:
         q = self.input_queue
         policy = self.options.overflow
         with q.producer_lock:
+            self._check_sendable()  # under the lock: termination counts or refuses every message
             if q.push_many(rec) == 1:
                 return True
             if policy is OverflowPolicy.DROP:
@@ -357,6 +370,7 @@ class KernelHandle:
     def _push_many(self, slots: np.ndarray, timeout: float | None) -> int:
         q = self.input_queue
         with q.producer_lock:
+            self._check_sendable()  # under the lock: termination counts or refuses every message
             if self.options.overflow is OverflowPolicy.DROP:
                 done = q.push_many(slots)
                 if done < len(slots):
@@ -398,9 +412,10 @@ class KernelHandle:
     # -- receiving -------------------------------------------------------------
 
     def _reply_message(self, rec: np.void) -> Any:
-        if int(rec["header"]["flags"]) & _ERROR:
-            raise self._error_for(rec["header"])
-        return self.kernel.output_type.from_record(rec["payload"], rec["header"])
+        header = rec["header"]
+        if header["flags"] & _ERROR:
+            raise self._error_for(header)
+        return self.kernel.output_type.from_record(rec["payload"], header)
 
     def _need_output(self, what: str) -> None:
         if self.out_spec is None:
@@ -498,13 +513,23 @@ class KernelHandle:
         slots = self._slots(payload, first_corr=first, flags=MessageFlags.EXPECTS_REPLY, priority=priority)
         waiter = self._receiver.expect_range(first, n)
         sent = 0
+        in_flight: collections.deque[tuple[int, int]] = collections.deque()
         try:
-            # Send in chunks no larger than the queue, collecting replies as they come,
-            # so a batch larger than both queues still completes.
-            chunk = max(1, min(self.input_queue.capacity, self.output_queue.capacity))
+            # Send in chunks of half the smaller queue with at most two chunks in flight:
+            # their replies always fit the output queue, so the kernel never waits for the
+            # host to make room while the host waits for input room, and a batch larger
+            # than both queues completes.
+            chunk = max(1, min(self.input_queue.capacity, self.output_queue.capacity) // 2)
             while sent < n:
+                if len(in_flight) == 2:
+                    lo, hi = in_flight.popleft()
+                    if not self._receiver.wait_range_part(waiter, lo, hi, deadline):
+                        raise RingTimeoutError(
+                            f"only {int(waiter.got.sum())} of {n} replies from kernel {self.name!r} arrived "
+                            f"within {timeout} s ({sent} requests sent)")
                 part = slots[sent:sent + chunk]
                 took = self._push_many(part, remaining(deadline))
+                in_flight.append((sent, sent + took))
                 sent += took
                 if took < len(part):  # the drop policy refused the rest of this chunk (counted)
                     unoffered = n - sent - (len(part) - took)
@@ -517,7 +542,6 @@ class KernelHandle:
                     )
                     err.accepted = sent  # type: ignore[attr-defined]
                     raise err
-                self._receiver.pending_count()
         except BaseException:
             self._receiver.drop_range(waiter)
             raise
@@ -628,6 +652,8 @@ class RingKernelRuntime:
 
     def __init__(self, *, device: DeviceInfo | None = None, max_hops: int = DEFAULT_MAX_HOPS,
                  max_drift_us: int | None = None) -> None:
+        if not isinstance(max_hops, int) or isinstance(max_hops, bool) or not 0 <= max_hops <= 255:
+            raise ValueError(f"max_hops={max_hops!r} must be an int in 0 .. 255 (the header's hops field is a u8)")
         self.device = device
         self.max_hops = max_hops
         self.clock = HlcClock(0) if max_drift_us is None else HlcClock(0, max_drift_us=max_drift_us)
@@ -728,6 +754,8 @@ class RingKernelRuntime:
             rec = np.empty(1, h.in_spec.slot_dtype)
             rec[0] = (head, msg.payload())
             with h.input_queue.producer_lock:
+                if h._state is KernelState.TERMINATING or h._state is KernelState.TERMINATED:
+                    continue
                 if h.input_queue.push_many(rec):
                     delivered += 1
                 else:
@@ -868,6 +896,9 @@ class RingKernelRuntime:
                   msg.payload())
         q = dest.input_queue
         with q.producer_lock:
+            if dest._state is KernelState.TERMINATING or dest._state is KernelState.TERMINATED:
+                source.telemetry.k2k_failed += 1
+                return DeliveryResult.TERMINATED
             ok = q.push_many(rec) == 1
         if not ok:
             source.telemetry.k2k_failed += 1
@@ -892,35 +923,43 @@ class RingKernelRuntime:
                              has_reply[sel], codes[sel],
                              None if details is None else [d for d, s in zip(details, sel.tolist()) if s])
 
-    def _publish_small(self, source: KernelHandle, items: list[tuple[MessageHeader, Any, int, str]]) -> None:
+    def _publish_small(self, source: KernelHandle, items: list[tuple[MessageHeader, Any, int, str]]) -> HlcTimestamp:
         """Publish a few replies: ``(request header, payload or None, error code, error detail)`` each.
 
-        A payload is a record of the kernel's output type or a tuple of its field values.
+        Returns the timestamp of the last reply.
         """
-        out_type_id = source.out_spec.type_id if source.out_spec is not None else 0
-        out_dtype = source.output_queue.dtype
+        ts = None
         for req, payload, code, detail in items:
-            target = req.reply_to
-            dest = source if target == 0 or target == source.number else (self._lookup(target) or source)
-            q = dest.output_queue
-            if payload is not None and dest is not source and q.dtype != out_dtype:
-                code = ErrorCode.WRONG_MESSAGE_TYPE
-                detail = self._wrong_reply_text(source, dest)
-                source._record_error(req.correlation_id, code, detail)
-                payload = None
-            mid = self._reserve_ids(1)
-            ts = source.clock.tick()
-            head = (mid, req.correlation_id, ts.physical, ts.logical, source.number, source.number, 0,
-                    out_type_id, target, code, req.priority, _REPLY_ERROR if code else _REPLY, 0, 0, req.send_ns)
-            if payload is None:
-                rec = np.zeros(1, q.dtype)
-                rec["header"][0] = head
-                if code and not req.correlation_id and detail:
-                    source._keep_error(("reply", mid), code, detail)
-            else:
-                rec = np.empty(1, q.dtype)
-                rec[0] = (head, payload)
-            self._push_replies(source, dest, rec)
+            ts = self._publish_one(source, req, payload, code, detail)
+        return ts
+
+    def _publish_one(self, source: KernelHandle, req: MessageHeader, payload: Any, code: int,
+                     detail: str) -> HlcTimestamp:
+        """Publish the reply to ``req`` (``payload``: an output record or a tuple of its field
+        values), or with ``payload`` None and a ``code``, an error report; returns its timestamp."""
+        target = req.reply_to
+        dest = source if target == 0 or target == source.number else (self._lookup(target) or source)
+        q = dest.output_queue
+        if payload is not None and dest is not source and q.dtype != source.output_queue.dtype:
+            code = ErrorCode.WRONG_MESSAGE_TYPE
+            detail = self._wrong_reply_text(source, dest)
+            source._record_error(req.correlation_id, code, detail)
+            payload = None
+        mid = self._reserve_ids(1)
+        ts = source.clock.tick()
+        head = (mid, req.correlation_id, ts.physical, ts.logical, source.number, source.number, 0,
+                source.out_spec.type_id if source.out_spec is not None else 0, target, code, req.priority,
+                _REPLY_ERROR if code else _REPLY, 0, 0, req.send_ns)
+        if payload is None:
+            rec = np.zeros(1, q.dtype)
+            rec["header"][0] = head
+            if code and not req.correlation_id and detail:
+                source._keep_error(("reply", mid), code, detail)
+        else:
+            rec = np.empty(1, q.dtype)
+            rec[0] = (head, payload)
+        self._push_replies(source, dest, rec)
+        return ts
 
     @staticmethod
     def _wrong_reply_text(source: KernelHandle, dest: KernelHandle) -> str:

@@ -128,7 +128,8 @@ def test_add_changes_only_its_counter():
     assert struct.unpack_from("<I", raw, 100)[0] == 1
     assert struct.unpack_from("<Q", raw, 24)[0] == 0
     snap = cb.snapshot()
-    assert {k: v for k, v in snap.items() if v} == {"messages_processed": 15 + 2**33, "error_count": 1}
+    nonzero = {k: v for k, v in snap.items() if v}
+    assert nonzero == {"messages_processed": 15 + 2**33, "error_count": 1}
 
 
 def test_add_wraps_at_the_top_and_refuses_going_below_zero():

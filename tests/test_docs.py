@@ -110,7 +110,8 @@ def test_directives_are_known(page):
         if b.directive is None:
             continue
         assert b.directive in ("not-run", "output") or b.directive.startswith("file:"), (
-            f"{b.where()}: unknown directive <!-- {b.directive} -->; use not-run, output or file: PATH")
+            f"{b.where()}: unknown directive <!-- {b.directive} -->; "
+            "use not-run, output or file: PATH")
 
 
 # The child process: register the CPU backend explicitly (the core suite loads no
@@ -155,7 +156,8 @@ def test_python_blocks_run(page):
         if b.runnable:
             last_run = b
         elif b.directive == "output":
-            assert last_run is not None, f"{b.where()}: an output block with no Python block before it"
+            assert last_run is not None, (
+                f"{b.where()}: an output block with no Python block before it")
             expected[last_run.line] = b.source
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD.replace("MARK", repr(_MARK))],
@@ -171,7 +173,8 @@ def test_python_blocks_run(page):
         if b.line in expected:
             got = "\n".join(s.rstrip() for s in out.splitlines())
             want = "\n".join(s.rstrip() for s in expected[b.line].splitlines())
-            assert got == want, f"{b.where()}: the block printed\n{out}\nbut the page says\n{expected[b.line]}"
+            assert got == want, (
+                f"{b.where()}: the block printed\n{out}\nbut the page says\n{expected[b.line]}")
 
 
 @pytest.mark.parametrize("page", PAGES, ids=_id)
@@ -181,7 +184,8 @@ def test_quoted_files_match(page):
             path = DOCS / b.directive[len("file:"):].strip()
             assert path.is_file(), f"{b.where()} quotes {path}, which does not exist"
             assert b.source == path.read_text(encoding="utf-8"), (
-                f"{b.where()} quotes {path.relative_to(ROOT)} but differs from it; paste the file again")
+                f"{b.where()} quotes {path.relative_to(ROOT)} but differs from it; "
+                "paste the file again")
 
 
 _LINK = re.compile(r"\[[^\]]*\]\((?P<target>[^)\s]+)\)")
@@ -194,7 +198,8 @@ def test_relative_links_resolve(page):
         target = m["target"].split("#")[0]
         if not target or re.match(r"^[a-z]+:", target):
             continue
-        assert (page.parent / target).exists(), f"{_id(page)} links to {target}, which does not exist"
+        assert (page.parent / target).exists(), (
+            f"{_id(page)} links to {target}, which does not exist")
 
 
 # -- the worked example plugin -----------------------------------------------------------------
@@ -205,7 +210,8 @@ def echo_plugin(monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLE))
     for name in [n for n in sys.modules if n == "ringcore_echo" or n.startswith("ringcore_echo.")]:
         monkeypatch.delitem(sys.modules, name)
-    entry = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]["entry-points"]["ringcore"]
+    project = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]
+    entry = project["entry-points"]["ringcore"]
     assert entry == {"echo": "ringcore_echo.plugin"}
     yield importlib.import_module(entry["echo"])
     for name in [n for n in sys.modules if n == "ringcore_echo" or n.startswith("ringcore_echo.")]:
@@ -272,3 +278,17 @@ def test_example_plugin_imports_cheaply():
     env = _child_env()
     env["PYTHONPATH"] = os.pathsep.join([str(EXAMPLE), env.get("PYTHONPATH", "")])
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env, timeout=60)
+
+
+def test_example_plugin_passes_the_conformance_suite():
+    """The example's own suite (docs/example_plugin/tests) runs the core's conformance suite."""
+    env = _child_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(EXAMPLE), env.get("PYTHONPATH", "")])
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=EXAMPLE, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, (
+        f"the example plugin's suite failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}")
+    assert " passed" in proc.stdout and " skipped" not in proc.stdout, proc.stdout[-2000:]

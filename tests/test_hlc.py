@@ -135,8 +135,12 @@ def test_update_wall_ahead_of_everything():
     assert clock.update(HlcTimestamp(950, 30)) == HlcTimestamp(1000, 0, 0)
 
 
-@pytest.mark.parametrize("local_ticks, received_logical, expected", [(3, 10, 11), (8, 2, 8), (5, 4, 5)])
-def test_update_local_and_received_equal_take_max_logical_plus_one(local_ticks, received_logical, expected):
+@pytest.mark.parametrize(
+    "local_ticks, received_logical, expected", [(3, 10, 11), (8, 2, 8), (5, 4, 5)]
+)
+def test_update_local_and_received_equal_take_max_logical_plus_one(
+    local_ticks, received_logical, expected
+):
     clock, wall = clock_at(1000)
     prime(clock, wall, 3000, local_ticks)  # local (3000, local_ticks - 1)
     assert clock.update(HlcTimestamp(3000, received_logical)) == HlcTimestamp(3000, expected, 0)

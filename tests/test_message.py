@@ -65,7 +65,9 @@ def field_offsets(dt):
 
 def test_payload_layout_follows_c_rules():
     # flag@0, value@8, count@16, vec (f32, align 4)@20..36, small@36; 37 -> 40
-    assert field_offsets(Sample.dtype) == {"flag": 0, "value": 8, "count": 16, "vec": 20, "small": 36}
+    assert field_offsets(Sample.dtype) == {
+        "flag": 0, "value": 8, "count": 16, "vec": 20, "small": 36
+    }
     assert Sample.dtype.itemsize == 40
     assert field_offsets(Ping.dtype) == {"seq": 0, "x": 4, "ok": 8}
     assert Ping.dtype.itemsize == 16
@@ -120,7 +122,9 @@ def test_header_table_covers_every_field_and_all_64_bytes():
     assert HEADER_DTYPE.itemsize == 64
 
 
-@pytest.mark.parametrize("field, offset, fmt, value", HEADER_TABLE, ids=[f for f, *_ in HEADER_TABLE])
+@pytest.mark.parametrize(
+    "field, offset, fmt, value", HEADER_TABLE, ids=[f for f, *_ in HEADER_TABLE]
+)
 def test_header_field_at_documented_offset(field, offset, fmt, value):
     slots = np.zeros(2, dtype=Sample.slot_dtype)
     slots[1]["header"][field] = value
@@ -145,7 +149,8 @@ def test_whole_header_written_raw_decodes_field_by_field():
 
 def test_payload_bytes_follow_the_header_in_a_slot():
     slots = np.zeros(1, dtype=Sample.slot_dtype)
-    slots[0]["payload"] = Sample(flag=9, value=2.5, count=0x1234, vec=[1, 2, 3, 4], small=-2).payload()
+    msg = Sample(flag=9, value=2.5, count=0x1234, vec=[1, 2, 3, 4], small=-2)
+    slots[0]["payload"] = msg.payload()
     raw = slots.tobytes()
     p = 64
     assert raw[p + 0] == 9
@@ -299,7 +304,8 @@ def test_bad_default_fails_at_declaration():
 @pytest.mark.parametrize("name", ["header", "payload", "dtype", "type_id", "pack", "fields"])
 def test_field_names_that_clash_with_the_message_api_are_refused(name):
     with pytest.raises(TypeDefinitionError, match=repr(name)):
-        ringcore.message(type_id=_BASE + 21)(type("Clash", (), {"__annotations__": {name: ringcore.u32}}))
+        clash = type("Clash", (), {"__annotations__": {name: ringcore.u32}})
+        ringcore.message(type_id=_BASE + 21)(clash)
 
 
 def test_python_builtin_annotation_is_refused_with_a_hint():
@@ -369,7 +375,10 @@ def test_repr_names_fields():
 
 
 def test_pack_unpack_round_trip():
-    msgs = [Sample(flag=i, value=i / 3, count=i * 100, vec=[i, -i, 0.5, i * i], small=-i) for i in range(20)]
+    msgs = [
+        Sample(flag=i, value=i / 3, count=i * 100, vec=[i, -i, 0.5, i * i], small=-i)
+        for i in range(20)
+    ]
     arr = Sample.pack(msgs)
     assert arr.dtype == Sample.dtype and arr.shape == (20,)
     assert arr["count"][7] == 700 and arr["vec"][3].tolist() == [3, -3, 0.5, 9]

@@ -46,7 +46,9 @@ def test_topic_matches(pattern, topic, expected):
     assert topic_matches(pattern, topic) is expected
 
 
-@pytest.mark.parametrize("pattern", ["", "a..b", ".a", "a.", "a.#.b", "#.a", "a#", "a.b*", "*a.b", "a.##", None, 5])
+@pytest.mark.parametrize(
+    "pattern", ["", "a..b", ".a", "a.", "a.#.b", "#.a", "a#", "a.b*", "*a.b", "a.##", None, 5]
+)
 def test_invalid_patterns_are_refused(pattern):
     with pytest.raises(ValueError, match="pattern"):
         validate_pattern(pattern)

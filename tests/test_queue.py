@@ -36,7 +36,9 @@ def u64_at(q: RingQueue, offset: int) -> int:
 
 
 @pytest.mark.parametrize(
-    "asked, got", [(1, 1), (2, 2), (3, 4), (5, 8), (8, 8), (1000, 1024), (1024, 1024), (1025, 2048), (np.int64(6), 8)]
+    "asked, got",
+    [(1, 1), (2, 2), (3, 4), (5, 8), (8, 8), (1000, 1024), (1024, 1024), (1025, 2048),
+     (np.int64(6), 8)],
 )
 def test_capacity_rounds_up_to_a_power_of_two(asked, got):
     assert round_capacity(asked) == got
@@ -448,7 +450,8 @@ def test_spsc_through_message_slots():
     slots = np.zeros(total, dtype=Sample.slot_dtype)
     slots["header"]["message_id"] = np.arange(total)
     slots["payload"]["seq"] = np.arange(total)
-    slots["payload"]["vec"] = np.arange(total, dtype=np.float32)[:, None] * np.arange(8, dtype=np.float32)
+    column = np.arange(total, dtype=np.float32)[:, None]
+    slots["payload"]["vec"] = column * np.arange(8, dtype=np.float32)
     t = threading.Thread(target=q.push_all, args=(slots, 60))
     t.start()
     got = []
@@ -518,7 +521,8 @@ class RingQueueModel(RuleBasedStateMachine):
     def pop(self):
         rec = self.q.pop()
         if self.model:
-            assert rec is not None and rec.tobytes() == records(self.model.popleft(), 1)[0].tobytes()
+            assert rec is not None
+            assert rec.tobytes() == records(self.model.popleft(), 1)[0].tobytes()
         else:
             assert rec is None
 

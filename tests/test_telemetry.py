@@ -70,7 +70,9 @@ def test_record_arrays_and_empty():
     h.record_ns(np.array([500, 1500, 1700, 5000, 3_000_000]))
     h.record_ns([2500])
     assert h.count == 6
-    assert h.buckets() == [(0.0, 1.0, 1), (1.0, 2.0, 2), (2.0, 4.0, 1), (4.0, 8.0, 1), (2048.0, 4096.0, 1)]
+    assert h.buckets() == [
+        (0.0, 1.0, 1), (1.0, 2.0, 2), (2.0, 4.0, 1), (4.0, 8.0, 1), (2048.0, 4096.0, 1)
+    ]
     assert h.total_ns == 500 + 1500 + 1700 + 5000 + 3_000_000 + 2500
     assert h.max_ns == 3_000_000
     assert h.mean_us() == pytest.approx(h.total_ns / 6 / 1000)

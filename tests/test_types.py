@@ -7,7 +7,14 @@ import pytest
 
 import ringcore
 from ringcore.errors import TypeDefinitionError
-from ringcore.types import SCALAR_TYPES, ArrayType, ScalarType, resolve_type, scalar_type, struct_dtype
+from ringcore.types import (
+    SCALAR_TYPES,
+    ArrayType,
+    ScalarType,
+    resolve_type,
+    scalar_type,
+    struct_dtype,
+)
 
 # name -> (numpy dtype, bytes, C spelling, WGSL spelling or None)
 EXPECTED = {
@@ -126,7 +133,8 @@ def test_float_casts():
 
 def test_array_casts_match_scalar_casts():
     values = np.array([3.7, -3.7, 300.5, -1.5, 2.0**31, -129.0])
-    for t in (ringcore.i8, ringcore.u8, ringcore.i16, ringcore.u16, ringcore.i32, ringcore.u32, ringcore.i64):
+    for name in ("i8", "u8", "i16", "u16", "i32", "u32", "i64"):
+        t = SCALAR_TYPES[name]
         got = t(values)
         assert got.dtype == t.dtype
         assert [int(x) for x in got] == [int(t(float(v))) for v in values], t
@@ -245,7 +253,9 @@ def test_resolve_type_suggests_the_right_type_for_python_builtins(annotation, hi
     assert hint in msg
 
 
-@pytest.mark.parametrize("annotation", [str, object, np.float16, np.complex64, list[int], "nonsense", "f32[x]", [1]])
+@pytest.mark.parametrize(
+    "annotation", [str, object, np.float16, np.complex64, list[int], "nonsense", "f32[x]", [1]]
+)
 def test_resolve_type_refuses_other_annotations(annotation):
     with pytest.raises(TypeDefinitionError) as info:
         resolve_type(annotation, where="field 'v' of state S")
@@ -290,7 +300,9 @@ def test_struct_layout_rounds_to_eight_bytes():
 
 
 def test_struct_layout_aligns_arrays_by_their_element():
-    dt = struct_dtype({"flag": ringcore.bool, "v": ringcore.f32[3], "w": ringcore.u8[2, 3], "x": ringcore.i64})
+    dt = struct_dtype(
+        {"flag": ringcore.bool, "v": ringcore.f32[3], "w": ringcore.u8[2, 3], "x": ringcore.i64}
+    )
     # flag@0, v (align 4)@4..16, w (align 1)@16..22, x (align 8)@24; 32 bytes
     assert offsets(dt) == {"flag": 0, "v": 4, "w": 16, "x": 24}
     assert dt.itemsize == 32

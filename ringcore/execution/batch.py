@@ -137,7 +137,9 @@ class RuntimeBatch:
 
     @property
     def diffs(self) -> list[StateDiff]:
-        """The batch's state diff, one entry per resource it touched (empty before persisted)."""
+        """The batch's state diff: one entry per resource it changed (empty before it is persisted).
+
+        A resource the batch only read, or whose every write aborted, has no entry."""
         return [StateDiff(self.index, tail.resource_id, head, tail) for head, tail in self._diffs]
 
     def __repr__(self) -> str:

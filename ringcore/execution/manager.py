@@ -77,6 +77,8 @@ _U64x2 = struct.Struct(">QQ").pack
 _NEVER = 1 << 62  # the missing-input count of a canceled transaction: it never becomes runnable
 _IDLE_WAIT = 0.5  # seconds an idle thread sleeps before it looks at the stop flag again
 _READ_CHUNK = 256
+_INT_KEY = struct.Struct(">BQ").pack  # an int resource id's canonical encoding: tag 0x01, 8 bytes big-endian
+_INT_LIMIT = 1 << 64
 
 
 class _Tx:
@@ -95,6 +97,31 @@ def _bad_tx(pos: int, tx: Any, what: str) -> InvalidTransactionError:
     return InvalidTransactionError(f"transaction #{pos} of the batch ({tx!r:.80}): {what}; nothing was scheduled")
 
 
+def _check_tx(tx: Any, pos: int) -> None:
+    """Raise the error that says what is wrong with ``tx``'s accesses, if anything is."""
+    try:
+        accesses = tx.accesses
+    except AttributeError:
+        raise _bad_tx(pos, tx, "it has no 'accesses' attribute; a transaction declares its accesses "
+                               "as (resource id, AccessType) pairs") from None
+    try:
+        it = iter(accesses)
+    except TypeError:
+        raise _bad_tx(pos, tx, f"its accesses {accesses!r:.60} are not iterable") from None
+    for access in it:
+        try:
+            rid, kind = access
+        except (TypeError, ValueError):
+            raise _bad_tx(pos, tx, f"access {access!r:.60} is not a (resource id, AccessType) pair") from None
+        if kind is not READ and kind is not WRITE:
+            raise _bad_tx(pos, tx, f"access type {kind!r} of resource {rid!r:.40} is not AccessType.READ "
+                                   f"or AccessType.WRITE")
+        try:
+            encode_resource_id(rid)
+        except InvalidTransactionError as exc:
+            raise _bad_tx(pos, tx, str(exc)) from None
+
+
 class RuntimeManager:
     """Runs batches of transactions through a VM over a store, in parallel, committed in order.
 
@@ -108,6 +135,9 @@ class RuntimeManager:
     :param readers: reader threads for first reads from the store; 0 reads inline while
         scheduling. None: the store's ``preferred_readers`` (2 if it has none).
     :param chunk: the most transactions a worker takes at once (one ``process_batch`` call).
+    :param max_in_flight: how many transactions may be scheduled and not yet committed;
+        ``schedule`` waits while a new batch would exceed it (a batch larger than the
+        limit is admitted alone). Bounds memory, and the collector's work with it.
     :param cache_limit: how many committed resource states to keep in memory for the
         next access to them (beyond it, older ones are read from the store again).
     :param vm_options, store_options: keyword arguments for a VM or store created by name.
@@ -118,9 +148,11 @@ class RuntimeManager:
     """
 
     def __init__(self, vm: Any, store: Store | str | None = None, *, workers: int = 2,
-                 readers: int | None = None, chunk: int = 256, cache_limit: int = 1_000_000,
+                 readers: int | None = None, chunk: int = 256, max_in_flight: int = 100_000,
+                 cache_limit: int = 1_000_000,
                  vm_options: dict[str, Any] | None = None, store_options: dict[str, Any] | None = None) -> None:
-        for name, value, low in (("workers", workers, 1), ("chunk", chunk, 1), ("cache_limit", cache_limit, 0)):
+        for name, value, low in (("workers", workers, 1), ("chunk", chunk, 1), ("max_in_flight", max_in_flight, 1),
+                                 ("cache_limit", cache_limit, 0)):
             if type(value) is not int or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         self.vm = self._make_vm(vm, vm_options or {})
@@ -133,6 +165,8 @@ class RuntimeManager:
         self.workers = workers
         self.readers = readers
         self._chunk = chunk
+        self._max_in_flight = max_in_flight
+        self._in_flight_txs = 0
         self._cache_limit = cache_limit
         self._process = self.vm.process_transaction
         self._process_batch = batch_function(self.vm)
@@ -249,23 +283,28 @@ class RuntimeManager:
                 f"the runtime stopped after a store error ({type(self._failure).__name__}: {self._failure}); "
                 f"shut it down and open a new manager on the store") from self._failure
 
-    def schedule(self, transactions: Iterable[Any]) -> RuntimeBatch:
-        """Schedule ``transactions`` as the next batch and return it at once.
+    def schedule(self, transactions: Iterable[Any], *, timeout: float | None = None) -> RuntimeBatch:
+        """Schedule ``transactions`` as the next batch and return it.
 
         Each transaction is any object with ``accesses`` (see
         :mod:`~ringcore.execution.resource`). The batch runs as soon as its
         transactions' inputs are available, in parallel with earlier batches
-        where they touch different resources.
+        where they touch different resources. Returns at once unless
+        ``max_in_flight`` transactions are already in flight; then it waits
+        for earlier batches to commit.
 
         :raises InvalidTransactionError: a transaction is malformed (the error names it
             and the offending value); nothing is scheduled.
+        :raises ringcore.RingTimeoutError: no room for the batch within ``timeout`` seconds.
         :raises ManagerClosedError: after :meth:`shutdown`.
         """
         txs = tuple(transactions)
-        nodes = [self._prepare(tx, pos) for pos, tx in enumerate(txs)]
+        nodes = self._prepare(txs)
+        self._admit(len(txs), timeout)
         with self._api_lock:
             self._check_usable()
             with self._lock:
+                self._in_flight_txs += len(txs)
                 index = self._last_index + 1
                 self._last_index = index
                 batch = RuntimeBatch(index, txs, self._cond)
@@ -296,46 +335,100 @@ class RuntimeManager:
                 self._processed(processed)
         return batch
 
-    def _prepare(self, tx: Any, pos: int) -> _Tx:
-        """Validate ``tx``'s accesses and make its handles (not yet linked)."""
-        try:
-            accesses = tx.accesses
-        except AttributeError:
-            raise _bad_tx(pos, tx, "it has no 'accesses' attribute; a transaction declares its accesses "
-                                   "as (resource id, AccessType) pairs") from None
-        node = _Tx(tx, pos)
-        handles: list[AccessHandle] = []
-        try:
-            it = iter(accesses)
-        except TypeError:
-            raise _bad_tx(pos, tx, f"its accesses {accesses!r:.60} are not iterable") from None
-        for access in it:
+    async def schedule_async(self, transactions: Iterable[Any], *, timeout: float | None = None) -> RuntimeBatch:
+        """``await`` form of :meth:`schedule` (waits for room without blocking the event loop)."""
+        txs = tuple(transactions)
+        if self._in_flight_txs and self._in_flight_txs + len(txs) > self._max_in_flight:
+            return await asyncio.to_thread(self.schedule, txs, timeout=timeout)
+        return self.schedule(txs, timeout=timeout)
+
+    def _admit(self, n: int, timeout: float | None) -> None:
+        """Wait until a batch of ``n`` transactions fits under ``max_in_flight``."""
+        if not self._in_flight_txs or self._in_flight_txs + n <= self._max_in_flight:
+            return
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must be >= 0 or None, got {timeout}")
+
+        def room() -> bool:
+            return (self._closed or self._failure is not None or not self._in_flight_txs
+                    or self._in_flight_txs + n <= self._max_in_flight)
+
+        with self._cond:
+            if not self._cond.wait_for(room, timeout):
+                raise RingTimeoutError(f"no room to schedule {n} transactions within {timeout} s: "
+                                       f"{self._in_flight_txs} are in flight (max_in_flight="
+                                       f"{self._max_in_flight})")
+
+    @staticmethod
+    def _prepare(txs: tuple[Any, ...]) -> list[_Tx]:
+        """Validate every transaction's accesses and make their handles (not yet linked).
+
+        The loop is the hot path of ``schedule``; anything unusual (an id that is not a
+        plain int, a malformed access) goes through :func:`_check_tx`, which either
+        accepts it or raises the error that names it.
+        """
+        nodes: list[_Tx] = []
+        append = nodes.append
+        new = object.__new__
+        handle_cls = AccessHandle
+        tx_cls = _Tx
+        int_key = _INT_KEY
+        read, write_ = READ, WRITE
+        pos = 0
+        for tx in txs:
+            node = new(tx_cls)
+            node.tx = tx
+            node.pos = pos
+            node.running = False
+            node.error = None
+            handles: list[AccessHandle] = []
             try:
-                rid, kind = access
-            except (TypeError, ValueError):
-                raise _bad_tx(pos, tx, f"access {access!r:.60} is not a (resource id, AccessType) pair") from None
-            if kind is WRITE:
-                write = True
-            elif kind is READ:
-                write = False
-            else:
-                raise _bad_tx(pos, tx, f"access type {kind!r} of resource {rid!r:.40} is not AccessType.READ "
-                                       f"or AccessType.WRITE")
-            try:
-                key = encode_resource_id(rid)
+                for rid, kind in tx.accesses:
+                    if type(rid) is int and 0 <= rid < _INT_LIMIT:
+                        key = int_key(1, rid)
+                    else:
+                        key = encode_resource_id(rid)
+                        rid = normalize_resource_id(rid)
+                    if kind is write_:
+                        w = True
+                    elif kind is read:
+                        w = False
+                    else:
+                        raise _bad_tx(pos, tx, f"access type {kind!r} of resource {rid!r:.40} is not "
+                                               f"AccessType.READ or AccessType.WRITE")
+                    if handles:
+                        for h in handles:  # a resource listed twice: one access, WRITE if either is
+                            if h._key == key:
+                                if w:
+                                    h._write = True
+                                break
+                        else:
+                            h = new(handle_cls)
+                            h._rid = rid
+                            h._key = key
+                            h._write = w
+                            h._tx = node
+                            h._input = h._out = h._next = h._new = None
+                            handles.append(h)
+                    else:
+                        h = new(handle_cls)
+                        h._rid = rid
+                        h._key = key
+                        h._write = w
+                        h._tx = node
+                        h._input = h._out = h._next = h._new = None
+                        handles.append(h)
             except InvalidTransactionError as exc:
+                if str(exc).startswith("transaction #"):
+                    raise
                 raise _bad_tx(pos, tx, str(exc)) from None
-            for h in handles:  # a resource listed twice: one access, WRITE if either is
-                if h._key == key:
-                    if write:
-                        h._write = True
-                    break
-            else:
-                t = type(rid)
-                handles.append(AccessHandle(rid if (t is int or t is bytes or t is str)
-                                            else normalize_resource_id(rid), key, write, node))
-        node.handles = tuple(handles)
-        return node
+            except Exception as exc:
+                _check_tx(tx, pos)
+                raise _bad_tx(pos, tx, f"reading its accesses raised {type(exc).__name__}: {exc}") from exc
+            node.handles = handles
+            append(node)
+            pos += 1
+        return nodes
 
     def _link(self, batch: RuntimeBatch, nodes: list[_Tx]) -> tuple[list[_Tx], list[AccessHandle]]:
         """Link every access of ``nodes`` behind its resource's head (engine lock held)."""
@@ -481,7 +574,9 @@ class RuntimeManager:
             if batch._canceled:
                 continue
             error = node.error
-            for h in node.handles:
+            handles = node.handles
+            node.handles = None  # the handles keep their node; not the other way round (no cycle)
+            for h in handles:
                 if h._write:
                     new = h._new
                     if new is None or error is not None:
@@ -596,7 +691,7 @@ class RuntimeManager:
                     put(_DATA, pack(version) + key, tail.data)
                     put(_ROLLBACK, prefix + key, _U64x2(head, version))
                     flips.append((key, version))
-                diffs.append((head, tail))
+                    diffs.append((head, tail))
         top = max(b.index for b in group)
         if top > self._marks.last_persisted:
             put(_META, META_LAST_PERSISTED, pack(top))
@@ -636,6 +731,7 @@ class RuntimeManager:
                     if heads.get(key) is h:
                         heads[key] = h._out
                 del self._inflight[batch.index]
+                self._in_flight_txs -= len(batch.transactions)
                 for h in batch._firsts.values():  # type: ignore[union-attr]
                     h._pred = None  # committed: nothing will unlink it, so drop the link to the past
                 batch._release()
@@ -726,6 +822,7 @@ class RuntimeManager:
         with self._store_lock:
             with self._lock:
                 canceled = [self._inflight.pop(i) for i in sorted(self._inflight) if i > index]
+                self._in_flight_txs -= sum(len(b.transactions) for b in canceled)
                 heads = self._heads
                 seen: set[bytes] = set()
                 for batch in canceled:

@@ -37,6 +37,7 @@ from .backend import (
     AbstractTerminationTests,
     BackendFixtures,
     receive_n,
+    wait_processed,
     wait_until,
 )
 
@@ -55,5 +56,6 @@ __all__ = [
     "AbstractAsyncTests",
     "BackendFixtures",
     "wait_until",
+    "wait_processed",
     "receive_n",
 ]

@@ -54,6 +54,7 @@ __all__ = [
     "AbstractAsyncTests",
     "AbstractBackendTests",
     "wait_until",
+    "wait_processed",
     "receive_n",
 ]
 
@@ -559,6 +560,11 @@ class AbstractK2KTests(BackendFixtures):
         done = h.call(K.Hop(count=0), timeout=PATIENCE)
         assert (done.count, K.DELIVERY_CODES[int(done.code)]) == (5, ringcore.DeliveryResult.MAX_HOPS_EXCEEDED)
 
+    @pytest.mark.parametrize("bad", [-1, 256])
+    def test_max_hops_must_fit_the_header(self, bad):
+        with pytest.raises(ValueError, match="max_hops"):
+            self.make_runtime(max_hops=bad).shutdown()
+
     def test_not_found(self, runtime):
         h = runtime.launch(K.router)
         assert K.DELIVERY_CODES[int(h.call(K.Route(target=9999, value=1)).code)] is \
@@ -829,7 +835,7 @@ class AbstractBadInputTests(BackendFixtures):
         with pytest.raises(QueueFull) as info:
             h.send_many(_nums(3, start=5), timeout=0.02)
         assert info.value.accepted == 0
-        with pytest.raises((QueueFull, RingTimeoutError)):
+        with pytest.raises(QueueFull):
             h.call(K.Num(value=9, tag=9), timeout=0.02)
         h.activate()
         assert receive_n(h, 4)["payload"]["tag"].tolist() == [0, 1, 2, 3]
