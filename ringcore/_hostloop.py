@@ -200,7 +200,8 @@ def _word(name: str, size: int) -> int:
 
 _IS_ACTIVE, _SHOULD_TERMINATE = _word("is_active", 4), _word("should_terminate", 4)
 _PROCESSED, _IN_FLIGHT = _word("messages_processed", 8), _word("messages_in_flight", 8)
-_INPUT_TAIL, _OUTPUT_HEAD = _word("input_tail", 8), _word("output_head", 8)
+_INPUT_HEAD, _INPUT_TAIL = _word("input_head", 8), _word("input_tail", 8)
+_OUTPUT_HEAD, _OUTPUT_TAIL = _word("output_head", 8), _word("output_tail", 8)
 _HLC_PHYSICAL, _HLC_LOGICAL = _word("hlc_physical", 8), _word("hlc_logical", 8)
 
 _inline = threading.local()
@@ -363,8 +364,10 @@ class HostLoop:
             ts = h.clock.now()
         cb[_HLC_PHYSICAL] = ts.physical
         cb[_HLC_LOGICAL] = ts.logical
+        cb[_INPUT_HEAD] = h.input_queue.head
         cb[_INPUT_TAIL] = h.input_queue.tail
         cb[_OUTPUT_HEAD] = h.output_queue.head
+        cb[_OUTPUT_TAIL] = h.output_queue.tail
         cb[_PROCESSED] += n
         cb[_IN_FLIGHT] = 0
 

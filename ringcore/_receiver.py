@@ -44,7 +44,7 @@ class _Range:
 class Receiver:
     """Routes records from one output queue to callers and to the receive inbox."""
 
-    def __init__(self, queue: RingQueue, max_abandoned: int = 65536) -> None:
+    def __init__(self, queue: RingQueue, max_settled: int = 65536) -> None:
         self.queue = queue
         self._lock = threading.Lock()
         self._single: dict[int, Any] = {}        # correlation id -> record or _NOTHING
@@ -55,8 +55,11 @@ class Receiver:
         self._followers: set[Doorbell] = set()
         self._leader = False
         self._closed: BaseException | None = None
-        self._abandoned: collections.OrderedDict[int, None] = collections.OrderedDict()
-        self._max_abandoned = max_abandoned
+        self._settled: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._max_settled = max_settled
+        # Ranges of call_many correlation ids already answered (settled as a whole).
+        self._settled_ranges: collections.deque[tuple[int, int]] = collections.deque(maxlen=256)
+        #: Replies that arrived for calls already answered or given up (counted, then dropped).
         self.late_replies = 0
 
     # -- registration ------------------------------------------------------------
@@ -77,9 +80,9 @@ class Receiver:
             for c in corrs:
                 self._single.pop(c, None)
                 self._single_bells.pop(c, None)
-                self._abandoned[c] = None
-            while len(self._abandoned) > self._max_abandoned:
-                self._abandoned.popitem(last=False)
+                self._settled[c] = None
+            while len(self._settled) > self._max_settled:
+                self._settled.popitem(last=False)
 
     def drop_range(self, r: _Range) -> None:
         with self._lock:
@@ -87,9 +90,9 @@ class Receiver:
                 self._ranges.remove(r)
             missing = r.first + np.flatnonzero(~r.got)
             for c in missing.tolist():
-                self._abandoned[c] = None
-            while len(self._abandoned) > self._max_abandoned:
-                self._abandoned.popitem(last=False)
+                self._settled[c] = None
+            while len(self._settled) > self._max_settled:
+                self._settled.popitem(last=False)
 
     def close(self, exc: BaseException) -> None:
         """Fail every waiter (now and later) that is not already satisfied."""
@@ -108,7 +111,7 @@ class Receiver:
         recs = self.queue.pop_many()
         if len(recs) == 0:
             return
-        if not self._single and not self._ranges and not self._abandoned:
+        if not self._single and not self._ranges and not self._settled and not self._settled_ranges:
             self._push_inbox(recs)
             return
         if len(recs) <= 4 and not self._ranges:
@@ -122,8 +125,10 @@ class Receiver:
             m = is_reply & (corr >= r.first) & (corr < r.first + r.n)
             if m.any():
                 pos = (corr[m] - r.first).astype(np.int64)
-                r.records[pos] = recs[m]
-                r.got[pos] = True
+                fresh = ~r.got[pos]  # the first reply answers; a duplicate is late
+                self.late_replies += int((~fresh).sum())
+                r.records[pos[fresh]] = recs[m][fresh]
+                r.got[pos[fresh]] = True
                 taken |= m
                 r.bell.ring()
         if self._single:
@@ -131,15 +136,21 @@ class Receiver:
             m = is_reply & ~taken & np.isin(corr, keys)
             for i in np.flatnonzero(m):
                 c = int(corr[i])
-                self._single[c] = recs[i]
-                bell = self._single_bells.get(c)
-                if bell is not None:
-                    bell.ring()
+                if self._single[c] is _NOTHING:  # the first reply answers; a duplicate is late
+                    self._single[c] = recs[i]
+                    bell = self._single_bells.get(c)
+                    if bell is not None:
+                        bell.ring()
+                else:
+                    self.late_replies += 1
             taken |= m
-        if self._abandoned:
+        if self._settled or self._settled_ranges:
             late = is_reply & ~taken & (corr != 0)  # replies to sent messages carry no correlation id
             if late.any():
-                late &= np.isin(corr, np.fromiter(self._abandoned.keys(), dtype=np.uint64))
+                settled = np.isin(corr, np.fromiter(self._settled.keys(), dtype=np.uint64))
+                for first, n in self._settled_ranges:
+                    settled |= (corr >= first) & (corr < first + n)
+                late &= settled
             if late.any():
                 self.late_replies += int(late.sum())
                 taken |= late
@@ -152,19 +163,27 @@ class Receiver:
         hdr = recs["header"]
         rest = []
         for i, (corr, flags) in enumerate(zip(hdr["correlation_id"].tolist(), hdr["flags"].tolist())):
-            if flags & _REPLY:
-                if corr in self._single:
+            if flags & _REPLY and corr:
+                if corr in self._single and self._single[corr] is _NOTHING:
                     self._single[corr] = recs[i]
                     bell = self._single_bells.get(corr)
                     if bell is not None:
                         bell.ring()
                     continue
-                if corr in self._abandoned:
+                if corr in self._single or self._is_settled(corr):
                     self.late_replies += 1
                     continue
             rest.append(i)
         if rest:
             self._push_inbox(recs if len(rest) == len(recs) else recs[rest])
+
+    def _is_settled(self, corr: int) -> bool:
+        return corr in self._settled or any(f <= corr < f + n for f, n in self._settled_ranges)
+
+    def _settle(self, corr: int) -> None:
+        self._settled[corr] = None
+        while len(self._settled) > self._max_settled:
+            self._settled.popitem(last=False)
 
     def _push_inbox(self, recs: np.ndarray) -> None:
         self._inbox.append(recs)
@@ -254,6 +273,7 @@ class Receiver:
             rec = self._single.get(corr, _NOTHING)
             if rec is not _NOTHING:
                 del self._single[corr]
+                self._settle(corr)
                 return rec
             bell = Doorbell()
             self._single_bells[corr] = bell
@@ -264,6 +284,7 @@ class Receiver:
                 return _NOTHING
             del self._single[corr]
             self._single_bells.pop(corr, None)
+            self._settle(corr)
             return rec
 
         try:
@@ -302,6 +323,7 @@ class Receiver:
             with self._lock:
                 if r in self._ranges:
                     self._ranges.remove(r)
+                self._settled_ranges.append((r.first, r.n))
         return done
 
     def receive(self, max_count: int | None, min_count: int, deadline: float | None) -> np.ndarray:

@@ -25,6 +25,8 @@ class Doorbell:
 
     def ring(self) -> None:
         """Wake a waiter (now, or the next one to wait)."""
+        if not self._lock.locked():  # already rung: skip the costly raise below
+            return
         try:
             self._lock.release()
         except RuntimeError:  # already rung and not yet consumed

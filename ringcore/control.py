@@ -9,10 +9,10 @@ The layout is the same on every backend (little-endian, 128-byte aligned)::
     12      u32   (padding)
     16      u64   messages_processed  kernel
     24      u64   messages_in_flight  kernel (claimed from the queue, not yet finished)
-    32      u64   input_head          producer of the input queue (mirror)
-    40      u64   input_tail          kernel (mirror)
-    48      u64   output_head         kernel (mirror)
-    56      u64   output_tail         host (mirror)
+    32      u64   input_head          kernel (mirror of the input queue's head)
+    40      u64   input_tail          kernel (mirror of the input queue's tail)
+    48      u64   output_head         kernel (mirror of the output queue's head)
+    56      u64   output_tail         kernel (mirror of the output queue's tail)
     64      u32   input_capacity      host, at launch (a power of two)
     68      u32   output_capacity     host, at launch (a power of two)
     72      u32   input_mask          host, at launch (input_capacity - 1)
@@ -25,8 +25,9 @@ The layout is the same on every backend (little-endian, 128-byte aligned)::
 
 Each field has one writer. The host never performs a read-modify-write on a
 field the kernel owns (and vice versa): it writes only its flags, with single
-stores, and reads the rest. The queue indices here are mirrors for monitoring;
-the authoritative indices live in each RingQueue's own header.
+stores, and reads the rest. The queue indices here are mirrors for monitoring,
+refreshed by the kernel side after every batch; the authoritative indices live
+in each RingQueue's own header, where each side writes only its own index.
 """
 
 from __future__ import annotations
@@ -69,10 +70,8 @@ class ErrorCode(enum.IntEnum):
     WRONG_MESSAGE_TYPE = 3
     """A message's type id does not match the kernel's input type."""
     OUTPUT_FULL = 4
-    """The output queue stayed full; the reply could not be published."""
-    K2K_FAILED = 5
-    """A kernel-to-kernel send was not delivered."""
-    DEVICE_ERROR = 6
+    """The output queue stayed full until termination; the reply could not be published."""
+    DEVICE_ERROR = 5
     """The backend's device reported a failure."""
 
 

@@ -39,6 +39,9 @@ class HlcTimestamp(NamedTuple):
         return f"{self.physical}.{self.logical}@{self.node_id}"
 
 
+_new_ts = tuple.__new__
+
+
 def _wall_us() -> int:
     return time.time_ns() // 1000
 
@@ -74,14 +77,15 @@ class HlcClock:
 
     def tick(self) -> HlcTimestamp:
         """Advance the clock for a local or send event and return the new timestamp."""
-        wall = self._wall()
+        wall = time.time_ns() // 1000 if self._wall is _wall_us else self._wall()
         with self._lock:
             if wall > self._physical:
                 self._physical = wall
                 self._logical = 0
             else:
                 self._logical += 1
-            return HlcTimestamp(self._physical, self._logical, self.node_id)
+            # tuple.__new__ skips NamedTuple's argument parsing: this is the hot path of every send.
+            return _new_ts(HlcTimestamp, (self._physical, self._logical, self.node_id))
 
     def update(self, received: HlcTimestamp | tuple[int, int] | tuple[int, int, int]) -> HlcTimestamp:
         """Merge a timestamp received from another node and return the new local timestamp.

@@ -67,7 +67,7 @@ class KernelState(enum.Enum):
     def check(self, new: KernelState, kernel: str) -> None:
         """Raise LifecycleError unless ``self -> new`` is a valid transition."""
         if not self.can_become(new):
-            allowed = ", ".join(s.value for s in _TRANSITIONS[self]) or "nothing"
+            allowed = ", ".join(sorted(s.value for s in _TRANSITIONS[self])) or "nothing"
             raise LifecycleError(
                 f"kernel {kernel!r} cannot go from {self.value} to {new.value}; "
                 f"from {self.value} it can go to: {allowed}"
@@ -223,10 +223,15 @@ class KernelDef:
 
 
 def _resolve_io(func: Callable[..., Any], kernel_id: str, input_type: Any, output_type: Any) -> tuple[type, type | None]:
-    try:
-        hints = typing.get_type_hints(func)
-    except Exception as exc:
-        raise KernelDefinitionError(f"kernel {kernel_id!r}: cannot resolve its annotations ({exc})") from None
+    hints: dict[str, Any] = {}
+    if input_type is None or output_type is None:
+        try:
+            hints = typing.get_type_hints(func)
+        except Exception as exc:
+            raise KernelDefinitionError(
+                f"kernel {kernel_id!r}: cannot resolve its annotations ({exc}); define the message classes "
+                "at module level, or pass input=... and output=... to @ringcore.kernel"
+            ) from None
     params = list(inspect.signature(func).parameters.values())
     if len(params) != 2 or any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params):
         raise KernelDefinitionError(

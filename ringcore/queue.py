@@ -185,8 +185,9 @@ class RingQueue:
         n = min(len(records), free)
         if n <= 0:
             return 0
-        if n == 1:
-            self.slots[h & self.mask] = records[0]
+        if n == 1 and records.flags.c_contiguous:
+            # Copy bytes, not fields: a structured copy goes field by field.
+            self._raw[h & self.mask] = records[:1].view(np.uint8)
         else:
             self._copy_in(records[:n], h)
         h += n
@@ -294,7 +295,7 @@ class RingQueue:
             return np.empty(0, dtype=self.dtype)
         start = t & self.mask
         if n == 1:
-            out = self.slots[start:start + 1].copy()
+            out = self._raw[start].copy().view(self.dtype)
         else:
             out = np.empty(n, dtype=self.dtype)
             self._copy_out(out, start)
@@ -318,7 +319,7 @@ class RingQueue:
         t = self._tail_local
         if int(self._head[0]) == t:
             return None
-        rec = self.slots[t & self.mask].copy()
+        rec = self._raw[t & self.mask].copy().view(self.dtype)[0]
         t += 1
         self._tail_local = t
         self._tail[0] = t

@@ -54,6 +54,7 @@ log = logging.getLogger("ringcore")
 _EMPTY = np.dtype({"names": [], "formats": [], "itemsize": 0})
 _REPLY = int(MessageFlags.REPLY)  # plain ints: IntFlag arithmetic costs µs in hot paths
 _ERROR = int(MessageFlags.ERROR)
+_PUBLISHED = int(MessageFlags.PUBLISHED)
 _EXPECTS_REPLY = int(MessageFlags.EXPECTS_REPLY)
 _REPLY_ERROR = int(MessageFlags.REPLY | MessageFlags.ERROR)
 _HEADER_ONLY_SLOT = np.dtype([("header", HEADER_DTYPE), ("payload", _EMPTY)])
@@ -281,11 +282,13 @@ class KernelHandle:
 
     # -- sending -------------------------------------------------------------
 
-    def _header_tuple(self, corr: int, flags: int, priority: int) -> tuple:
+    def _header_tuple(self, corr: int, flags: int, priority: int, source: KernelHandle | None = None) -> tuple:
+        """A header for a message to this kernel from the host (or from ``source``, stamped by its clock)."""
         rt = self.runtime
         mid = rt._reserve_ids(1)
-        ts = rt.clock.tick()
-        return (mid, corr, ts.physical, ts.logical, 0, 0, self.number, self.in_spec.type_id,
+        ts = (source.clock if source is not None else rt.clock).tick()
+        src = source.number if source is not None else 0
+        return (mid, corr, ts.physical, ts.logical, src, src, self.number, self.in_spec.type_id,
                 self.number, 0, int(priority), flags, 0, 0, time.monotonic_ns())
 
     def _push_one(self, rec: np.ndarray, timeout: float | None) -> bool:
@@ -620,6 +623,7 @@ class KernelHandle:
             last_error=cb.last_error, dropped=dropped,
             input_depth=ins.depth, input_max_depth=ins.max_depth,
             output_depth=outs.depth, output_max_depth=outs.max_depth, enqueued=ins.enqueued,
+            late_replies=self._receiver.late_replies,
             latency_count=lat.count, latency_mean_us=lat.mean_us(), latency_p50_us=lat.percentile_us(50),
             latency_p99_us=p99, latency_max_us=lat.max_ns / 1000, uptime_s=up,
             throughput=processed / up if up > 0 else 0.0,
@@ -734,8 +738,10 @@ class RingKernelRuntime:
     def publish(self, topic: str, msg: Any, *, _source: KernelHandle | None = None) -> int:
         """Publish ``msg`` on ``topic``; return how many subscribers received it.
 
-        Kernel subscribers whose input type differs from the message's type, or
-        whose queue is full, do not receive it (counted in their metrics).
+        Host callables always receive it. A kernel subscriber receives it when
+        the message is of its input type and its queue has room; a full queue
+        counts the message in that kernel's ``dropped`` metric, and a kernel of
+        another input type is skipped (it cannot decode the message).
         """
         spec = message_spec(msg)
         delivered = 0
@@ -748,9 +754,7 @@ class RingKernelRuntime:
                 h = self._kernels.get(sub.target)
             if h is None or h.in_spec is not spec:
                 continue
-            head = h._header_tuple(0, MessageFlags.PUBLISHED, Priority.NORMAL)
-            if _source is not None:
-                head = head[:5] + (_source.number,) + head[6:]
+            head = h._header_tuple(0, _PUBLISHED, Priority.NORMAL, _source)
             rec = np.empty(1, h.in_spec.slot_dtype)
             rec[0] = (head, msg.payload())
             with h.input_queue.producer_lock:
@@ -981,10 +985,15 @@ class RingKernelRuntime:
                 elif not q.wait_not_full(0.05) and source.control.should_terminate:
                     break
                 done += q.push_many(out[done:])
-            if done < k:
-                q.record_drop(k - done)
-                log.warning("ringcore: kernel %r terminated with %d replies it could not publish "
-                            "(output queue full)", source.name, k - done)
+        if done < k:
+            q.record_drop(k - done)
+            source.control.last_error = ErrorCode.OUTPUT_FULL
+            source.control.add("error_count", k - done)
+            text = (f"kernel {source.name!r} terminated with {k - done} replies it could not publish: "
+                    f"the output queue of {dest.name!r} stayed full; receive replies, or raise output_capacity")
+            for corr in out["header"]["correlation_id"][done:].tolist():
+                source._record_error(int(corr), ErrorCode.OUTPUT_FULL, text)
+            log.warning("ringcore: %s", text)
 
     def _publish_to(self, dest: KernelHandle, source: KernelHandle, req: np.ndarray,
                     replies: np.ndarray | None, has_reply: np.ndarray, codes: np.ndarray,

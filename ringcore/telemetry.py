@@ -108,6 +108,8 @@ class KernelMetrics:
     output_depth: int
     output_max_depth: int
     enqueued: int
+    late_replies: int
+    """Replies that arrived after their call was answered or timed out (dropped)."""
     latency_count: int
     latency_mean_us: float
     latency_p50_us: float
@@ -130,7 +132,6 @@ class Telemetry:
     def __init__(self) -> None:
         self.latency = LatencyHistogram()
         self.k2k_failed = 0
-        self.late_replies = 0
         self.started = time.monotonic()
 
     @staticmethod

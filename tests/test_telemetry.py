@@ -177,13 +177,13 @@ def test_both_alerts():
 
 def test_telemetry_starts_empty():
     t = Telemetry()
-    assert t.latency.count == 0 and t.k2k_failed == 0 and t.late_replies == 0
+    assert t.latency.count == 0 and t.k2k_failed == 0
 
 
 def test_kernel_metrics_as_dict():
     m = KernelMetrics(
         kernel="k", state="active", processed=3, errors=0, last_error=0, dropped=0,
-        input_depth=0, input_max_depth=2, output_depth=1, output_max_depth=1, enqueued=3,
+        input_depth=0, input_max_depth=2, output_depth=1, output_max_depth=1, enqueued=3, late_replies=0,
         latency_count=3, latency_mean_us=1.0, latency_p50_us=1.0, latency_p99_us=2.0,
         latency_max_us=2.0, uptime_s=1.0, throughput=3.0, alerts=("x",),
     )
