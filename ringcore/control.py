@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from ._memory import aligned_zeros, byte_view
+
 __all__ = ["ControlBlock", "CONTROL_BLOCK_DTYPE", "CONTROL_BLOCK_SIZE", "ErrorCode"]
 
 CONTROL_BLOCK_DTYPE = np.dtype(
@@ -90,21 +92,8 @@ class ControlBlock:
 
     def __init__(self, buffer: Any = None) -> None:
         if buffer is None:
-            raw = np.zeros(CONTROL_BLOCK_SIZE + 128, dtype=np.uint8)
-            start = (-raw.ctypes.data) % 128
-            buffer = raw[start:start + CONTROL_BLOCK_SIZE]
-        if isinstance(buffer, np.ndarray):
-            if not buffer.flags.c_contiguous:
-                # reshape(-1) would copy it, and the block would live in the copy.
-                raise ValueError("a ControlBlock's buffer must be one contiguous block of memory")
-            mem = buffer.view(np.uint8).reshape(-1)
-        else:
-            mem = np.frombuffer(buffer, np.uint8)
-        if not mem.flags.writeable:
-            raise ValueError("a ControlBlock's buffer is read-only; pass writable memory")
-        if mem.nbytes < CONTROL_BLOCK_SIZE:
-            raise ValueError(f"a ControlBlock needs {CONTROL_BLOCK_SIZE} bytes, the buffer has {mem.nbytes}")
-        self.buffer = mem[:CONTROL_BLOCK_SIZE]
+            buffer = aligned_zeros(CONTROL_BLOCK_SIZE)
+        self.buffer = byte_view(buffer, CONTROL_BLOCK_SIZE, "a ControlBlock")
         self._views = {
             name: self.buffer[off:off + dt.itemsize].view(dt)
             for name, (dt, off) in CONTROL_BLOCK_DTYPE.fields.items()

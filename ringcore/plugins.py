@@ -100,9 +100,7 @@ class BackendSpec:
 
 
 @dataclasses.dataclass(frozen=True)
-class StoreSpec:
-    """A state store for the execution runtime. ``factory(**options) -> Store``."""
-
+class _ComponentSpec:
     name: str
     factory: Callable[..., Any]
     package: str = ""
@@ -111,14 +109,13 @@ class StoreSpec:
 
 
 @dataclasses.dataclass(frozen=True)
-class VmSpec:
-    """A transaction VM for the execution runtime. ``factory(**options) -> VmInterface``."""
+class StoreSpec(_ComponentSpec):
+    """A state store for the execution runtime. ``factory(**options) -> Store``."""
 
-    name: str
-    factory: Callable[..., Any]
-    package: str = ""
-    description: str = ""
-    plugin: str = ""
+
+@dataclasses.dataclass(frozen=True)
+class VmSpec(_ComponentSpec):
+    """A transaction VM for the execution runtime. ``factory(**options) -> VmInterface``."""
 
 
 @dataclasses.dataclass(frozen=True)

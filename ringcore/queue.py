@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._memory import aligned_zeros, byte_view
 from ._sync import Doorbell, deadline_after, poll_until, remaining
 from .errors import MessageTypeError, QueueFull
 
@@ -91,27 +92,8 @@ class RingQueue:
             raise ValueError("a queue slot must be at least one byte")
         nbytes = self.nbytes(self.dtype, self.capacity)
         if buffer is None:
-            raw = np.zeros(nbytes + 128, dtype=np.uint8)
-            start = (-raw.ctypes.data) % 128
-            buffer = raw[start:start + nbytes]
-        if isinstance(buffer, np.ndarray):
-            if not buffer.flags.c_contiguous:
-                # reshape(-1) would copy it, and the queue would live in the copy.
-                raise ValueError("the queue's buffer must be one contiguous block of memory")
-            mem = buffer.view(np.uint8).reshape(-1)
-        else:
-            mem = np.frombuffer(buffer, dtype=np.uint8)
-        if not mem.flags.writeable:
-            raise ValueError(
-                "the queue's buffer is read-only; pass writable memory "
-                "(a bytearray, a numpy array, a mapping)"
-            )
-        if mem.nbytes < nbytes:
-            raise ValueError(
-                f"buffer of {mem.nbytes} bytes is too small for {self.capacity} slots of "
-                f"{self.slot_size} bytes; it needs {nbytes}"
-            )
-        self.buffer = mem[:nbytes]
+            buffer = aligned_zeros(nbytes)
+        self.buffer = byte_view(buffer, nbytes, f"a queue of {self.capacity} slots of {self.slot_size} bytes")
         self._head = self.buffer[_HEAD:_HEAD + 8].view("<u8")
         self._tail = self.buffer[_TAIL:_TAIL + 8].view("<u8")
         self._stats = self.buffer[_STATS:_STATS + 32].view("<u8")

@@ -4,7 +4,7 @@ Everything that is the same on every device lives here: handles, queues,
 lifecycle, HLC stamping, correlation of replies, kernel-to-kernel routing,
 pub/sub, metrics. A backend subclasses :class:`RingKernelRuntime` and supplies
 only what differs: memory (:meth:`~RingKernelRuntime.allocate`), and either a
-:class:`~ringcore._hostloop.BatchExecutor` for host-driven kernels
+:class:`BatchExecutor` for host-driven kernels
 (:meth:`~RingKernelRuntime._create_executor`) or its own device loop
 (:meth:`~RingKernelRuntime._start_kernel` / :meth:`~RingKernelRuntime._stop_kernel`).
 """
@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ._hostloop import BatchExecutor, HostLoop, serving_inline
+from ._hostloop import BatchExecutor, BatchResult, HostLoop, KernelContext, ReferenceExecutor, serving_inline
+from ._memory import aligned_zeros
 from ._receiver import Receiver
 from ._sync import Doorbell, deadline_after, remaining
 from .control import ControlBlock, ErrorCode
@@ -47,7 +48,18 @@ from .pubsub import Broker, Subscription
 from .queue import RingQueue
 from .telemetry import KernelMetrics, Telemetry
 
-__all__ = ["RingKernelRuntime", "KernelHandle", "KernelStatus", "DeviceInfo"]
+__all__ = [
+    "RingKernelRuntime",
+    "KernelHandle",
+    "KernelStatus",
+    "DeviceInfo",
+    # The backend seam: what a host-driven backend implements or wraps.
+    "BatchExecutor",
+    "BatchResult",
+    "ReferenceExecutor",
+    "KernelContext",
+    "HostLoop",
+]
 
 log = logging.getLogger("ringcore")
 
@@ -802,9 +814,7 @@ class RingKernelRuntime:
 
         Device backends return memory the device can also reach (pinned, SVM, mapped).
         """
-        raw = np.zeros(nbytes + 128, dtype=np.uint8)
-        start = (-raw.ctypes.data) % 128
-        return raw[start:start + nbytes]
+        return aligned_zeros(nbytes)
 
     def _create_executor(self, handle: KernelHandle) -> BatchExecutor:
         """Return the executor that runs ``handle``'s batches on this backend's device."""

@@ -11,7 +11,7 @@ import pytest
 
 import ringcore
 from ringcore import hookimpl
-from ringcore._hostloop import ReferenceExecutor
+from ringcore.runtime import ReferenceExecutor
 from ringcore.errors import BackendNotFoundError, BackendUnavailableError
 from ringcore.plugins import (
     BackendSpec,

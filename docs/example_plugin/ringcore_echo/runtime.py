@@ -15,8 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ringcore._hostloop import BatchResult, ReferenceExecutor
-from ringcore.runtime import KernelHandle, RingKernelRuntime
+from ringcore.runtime import BatchResult, KernelHandle, ReferenceExecutor, RingKernelRuntime
 
 log = logging.getLogger("ringcore_echo")
 

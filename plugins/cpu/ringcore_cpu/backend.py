@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ringcore._hostloop import BatchExecutor, ReferenceExecutor
-from ringcore.runtime import KernelHandle, RingKernelRuntime
+from ringcore.runtime import BatchExecutor, KernelHandle, ReferenceExecutor, RingKernelRuntime
 
 __all__ = ["CpuRuntime", "EXECUTORS"]
 
