@@ -11,7 +11,6 @@ import pytest
 
 import ringcore
 from ringcore import hookimpl
-from ringcore.runtime import ReferenceExecutor
 from ringcore.errors import BackendNotFoundError, BackendUnavailableError
 from ringcore.plugins import (
     BackendSpec,
@@ -22,7 +21,7 @@ from ringcore.plugins import (
     create_runtime,
     use_registry,
 )
-from ringcore.runtime import DeviceInfo, RingKernelRuntime
+from ringcore.runtime import DeviceInfo, ReferenceExecutor, RingKernelRuntime
 
 
 class HostRuntime(RingKernelRuntime):

@@ -541,7 +541,7 @@ class AbstractK2KTests(BackendFixtures):
         ping = rt.launch(K.bounce, name="ping")
         pong = rt.launch(K.bounce, name="pong")
         rounds = 40
-        for game in range(3):
+        for _game in range(3):
             reply = ping.call(K.Ball(remaining=rounds, hits=0, peer=pong.number), timeout=PATIENCE)
             assert reply.peer != K.NO_PEER, "a send between the kernels failed"
             assert (reply.remaining, reply.hits) == (0, rounds)

@@ -1,7 +1,8 @@
 """ringcore-echo passes the core's backend conformance suite."""
 
-from ringcore.testing import AbstractBackendTests
 from ringcore_echo.runtime import EchoRuntime
+
+from ringcore.testing import AbstractBackendTests
 
 
 class TestEchoBackend(AbstractBackendTests):

@@ -7,13 +7,13 @@ import threading
 import time
 
 import pytest
+from ringcore_cpu import CpuRuntime
+from ringcore_cpu.backend import EXECUTORS
 
 import ringcore
 from ringcore.plugins import get_registry, select_backend
 from ringcore.testing import kernels as K
 from ringcore.testing import wait_until
-from ringcore_cpu import CpuRuntime
-from ringcore_cpu.backend import EXECUTORS
 
 
 def _workers(prefix: str = "ringcore-cpu-") -> list[threading.Thread]:
