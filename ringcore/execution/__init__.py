@@ -23,43 +23,24 @@ transactions one by one in batch order. See docs/execution.md.
 
 from __future__ import annotations
 
-from .batch import RuntimeBatch, TxResult
-from .errors import (
-    ExecutionError,
-    InvalidTransactionError,
-    ManagerClosedError,
-    ReadOnlyAccessError,
-    RollbackError,
-    RuntimeFailedError,
-    StoreArgumentError,
-    StoreClosedError,
-    StoreError,
-)
-from .manager import RuntimeManager
-from .resource import (
-    READ,
-    WRITE,
-    Access,
-    AccessType,
-    ResourceId,
-    SimpleTransaction,
-    Transaction,
-    decode_resource_id,
-    encode_resource_id,
-)
-from .state import (
-    SCHEMA_VERSION,
-    StateDiff,
-    StateSpace,
-    VersionedState,
-    data_key,
-    decode_rollback_value,
-    latest_key,
-    rollback_key,
-    rollback_value,
-)
-from .store import MemoryStore, Store, WriteBatch
-from .vm import AccessHandle, NoopVm, VmInterface
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Names load on first use, so that importing the package (as the plugin loader does
+# for ringcore.execution._builtin) costs almost nothing.
+_EXPORTS = {
+    "batch": ["RuntimeBatch", "TxResult"],
+    "errors": ["ExecutionError", "InvalidTransactionError", "ManagerClosedError", "ReadOnlyAccessError",
+               "RollbackError", "RuntimeFailedError", "StoreArgumentError", "StoreClosedError", "StoreError"],
+    "manager": ["RuntimeManager"],
+    "resource": ["READ", "WRITE", "Access", "AccessType", "ResourceId", "SimpleTransaction", "Transaction",
+                 "decode_resource_id", "encode_resource_id"],
+    "state": ["SCHEMA_VERSION", "StateDiff", "StateSpace", "VersionedState", "data_key", "decode_rollback_value",
+              "latest_key", "rollback_key", "rollback_value"],
+    "store": ["MemoryStore", "Store", "WriteBatch"],
+    "vm": ["AccessHandle", "NoopVm", "VmInterface"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "RuntimeManager", "RuntimeBatch", "TxResult",
@@ -72,3 +53,56 @@ __all__ = [
     "ExecutionError", "InvalidTransactionError", "ReadOnlyAccessError", "RollbackError", "StoreError",
     "StoreClosedError", "StoreArgumentError", "ManagerClosedError", "RuntimeFailedError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ringcore.execution' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from .batch import RuntimeBatch, TxResult
+    from .errors import (
+        ExecutionError,
+        InvalidTransactionError,
+        ManagerClosedError,
+        ReadOnlyAccessError,
+        RollbackError,
+        RuntimeFailedError,
+        StoreArgumentError,
+        StoreClosedError,
+        StoreError,
+    )
+    from .manager import RuntimeManager
+    from .resource import (
+        READ,
+        WRITE,
+        Access,
+        AccessType,
+        ResourceId,
+        SimpleTransaction,
+        Transaction,
+        decode_resource_id,
+        encode_resource_id,
+    )
+    from .state import (
+        SCHEMA_VERSION,
+        StateDiff,
+        StateSpace,
+        VersionedState,
+        data_key,
+        decode_rollback_value,
+        latest_key,
+        rollback_key,
+        rollback_value,
+    )
+    from .store import MemoryStore, Store, WriteBatch
+    from .vm import AccessHandle, NoopVm, VmInterface

@@ -58,8 +58,11 @@ class RuntimeBatch:
 
     __slots__ = (
         "index", "transactions", "_cond", "_stage", "_canceled", "_rolled_back", "_failure",
-        "_callbacks", "_pending", "_nodes", "_firsts", "_lasts", "_effects", "_errors",
-        "_flips", "_diffs", "notarization", "notarization_error", "__weakref__",
+        "_callbacks", "_pending", "_effects", "_errors", "_flips", "_diffs",
+        "notarization", "notarization_error", "__weakref__",
+        # The engine's per-batch arrays (see manager.py), dropped once committed or canceled.
+        "_serial", "_wrote", "_rids", "_writes", "_txof", "_tstart", "_inputs", "_outs", "_next",
+        "_preds", "_missing",
     )
 
     def __init__(self, index: int, transactions: tuple[Any, ...], cond: threading.Condition) -> None:
@@ -73,9 +76,10 @@ class RuntimeBatch:
         self._callbacks: list[Callable[[], None]] = []
         n = len(transactions)
         self._pending = n
-        self._nodes: list[Any] | None = None
-        self._firsts: dict[bytes, Any] | None = {}
-        self._lasts: dict[bytes, Any] | None = {}
+        self._serial = 0
+        self._wrote = False
+        self._rids = self._writes = self._txof = self._tstart = None
+        self._inputs = self._outs = self._next = self._preds = self._missing = None
         self._effects: list[Any] = [None] * n
         self._errors: dict[int, BaseException] = {}
         self._flips: list[tuple[bytes, int]] = []
@@ -245,10 +249,9 @@ class RuntimeBatch:
     # -- called by the manager ----------------------------------------------------------
 
     def _release(self) -> None:
-        """Drop the scheduling structures once committed or canceled (keep results)."""
-        self._nodes = None
-        self._firsts = None
-        self._lasts = None
+        """Drop the engine's arrays once committed or canceled (keep the results)."""
+        self._rids = self._writes = self._txof = self._tstart = None
+        self._inputs = self._outs = self._next = self._preds = self._missing = None
         self._flips = []
 
 

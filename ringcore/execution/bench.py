@@ -66,30 +66,20 @@ class _Stamp(VmInterface):
             h.write(h.version.to_bytes(8, "big"))
 
 
-class _Running:
-    __slots__ = ("running",)
-
-    def __init__(self) -> None:
-        self.running = True
-
-
 def run_sequential(vm: Any, batches: Sequence[Sequence[Any]]) -> dict[Any, VersionedState]:
     """Execute ``batches`` one transaction at a time, in batch order, over a dict (the baseline)."""
     state: dict[Any, VersionedState] = {}
-    tx_state = _Running()
     process = vm.process_transaction
     for txs in batches:
         for tx in txs:
-            handles = []
-            for rid, kind in tx.accesses:
-                h = AccessHandle(rid, b"", kind is WRITE, tx_state)
-                h._input = state.get(rid) or VersionedState(rid, 0, b"")
-                handles.append(h)
+            handles = [AccessHandle(rid, kind, state.get(rid) or VersionedState(rid, 0, b""))
+                       for rid, kind in tx.accesses]
             try:
                 process(tx, handles)
             except Exception:  # noqa: BLE001 - an aborted transaction keeps nothing
                 continue
             for h in handles:
+                h._live = False
                 if h._new is not None:
                     state[h._rid] = VersionedState(h._rid, h._input.version + 1, h._new)  # type: ignore[union-attr]
     return state

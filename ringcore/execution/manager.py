@@ -2,15 +2,21 @@
 
 How it works, in one place:
 
-- **Chains.** Every resource has a head: the last access scheduled to it (an
-  :class:`~ringcore.execution.vm.AccessHandle`), or its committed
-  :class:`~ringcore.execution.state.VersionedState`, or nothing (read it from
-  the store). A new access links behind the head. A READ passes its input on
-  as soon as it has it, so reads never hold up later writers; a WRITE passes
-  on what its transaction wrote (its input again if the transaction aborted or
-  did not write) once the transaction has run. A transaction is runnable when
-  every one of its accesses has an input. Versions are immutable snapshots, so
-  a reader that runs after a later writer still sees its own input.
+- **Chains.** Every resource has a head: the last access scheduled to it, or
+  its committed :class:`~ringcore.execution.state.VersionedState`, or nothing
+  (read it from the store). A new access links behind the head. A READ passes
+  its input on as soon as it has it, so reads never hold up later writers; a
+  WRITE passes on what its transaction wrote (its input again if the
+  transaction aborted or did not write) once the transaction has run. A
+  transaction is runnable when every one of its accesses has an input.
+  Versions are immutable snapshots, so a reader that runs after a later writer
+  still sees its own input.
+- **Layout.** A batch keeps its accesses in flat lists (key, id, READ/WRITE,
+  input, output, successor, ...), and an access is named by an int: the
+  batch's serial number (never reused, unlike indexes after a rollback) shifted
+  left 32 bits, plus its position. Chains are ints, not objects, so the cyclic
+  garbage collector has almost nothing to scan however many transactions are
+  in flight; handles exist only while the VM runs a transaction.
 - **Workers** (threads) take runnable transactions in chunks from one ready
   queue, run the VM outside every lock, then, under the engine lock, pass the
   outputs on, which may make successors runnable; idle workers sleep on a
@@ -57,7 +63,7 @@ from .errors import (
     RuntimeFailedError,
     StoreError,
 )
-from .resource import READ, WRITE, ResourceId, encode_resource_id, normalize_resource_id
+from .resource import READ, WRITE, ResourceId, decode_resource_id, encode_resource_id, normalize_resource_id
 from .rollback import open_store, undo_batches
 from .state import (
     META_LAST_COMMITTED,
@@ -74,27 +80,20 @@ __all__ = ["RuntimeManager"]
 
 _DATA, _LATEST, _ROLLBACK, _META = StateSpace.DATA, StateSpace.LATEST_PTR, StateSpace.ROLLBACK_PTR, StateSpace.META
 _U64x2 = struct.Struct(">QQ").pack
-_NEVER = 1 << 62  # the missing-input count of a canceled transaction: it never becomes runnable
+_SHIFT = 32  # an access id or ready entry is (batch serial << 32) | position in the batch
+_MASK = (1 << _SHIFT) - 1
 _IDLE_WAIT = 0.5  # seconds an idle thread sleeps before it looks at the stop flag again
 _READ_CHUNK = 256
 _INT_KEY = struct.Struct(">BQ").pack  # an int resource id's canonical encoding: tag 0x01, 8 bytes big-endian
 _INT_LIMIT = 1 << 64
 
 
-class _Tx:
-    """A scheduled transaction: its handles, and how many of their inputs are still missing."""
-
-    __slots__ = ("tx", "pos", "batch", "handles", "missing", "running", "effects", "error")
-
-    def __init__(self, tx: Any, pos: int) -> None:
-        self.tx = tx
-        self.pos = pos
-        self.running = False
-        self.error: BaseException | None = None
-
-
 def _bad_tx(pos: int, tx: Any, what: str) -> InvalidTransactionError:
-    return InvalidTransactionError(f"transaction #{pos} of the batch ({tx!r:.80}): {what}; nothing was scheduled")
+    try:
+        shown = repr(tx)
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the real error
+        shown = f"a {type(tx).__name__}"
+    return InvalidTransactionError(f"transaction #{pos} of the batch ({shown:.80}): {what}; nothing was scheduled")
 
 
 def _check_tx(tx: Any, pos: int) -> None:
@@ -120,6 +119,83 @@ def _check_tx(tx: Any, pos: int) -> None:
             encode_resource_id(rid)
         except InvalidTransactionError as exc:
             raise _bad_tx(pos, tx, str(exc)) from None
+
+
+def _prepare(txs: tuple[Any, ...]) -> tuple[list[Any], list[bool], list[int], list[int]]:
+    """Validate every transaction's accesses; return the batch's flat access lists.
+
+    ``rids`` (normalised resource ids), ``writes`` and ``txof`` (the transaction of
+    each access) have one entry per access; the accesses of transaction ``j``
+    are ``tstart[j]:tstart[j + 1]``. A resource a transaction lists twice gets
+    one access, a WRITE if either is. The loop is the hot path of
+    ``schedule``; anything unusual goes through :func:`_check_tx`, which
+    raises the error that names it.
+    """
+    rids: list[Any] = []
+    writes: list[bool] = []
+    txof: list[int] = []
+    tstart: list[int] = []
+    read, write_ = READ, WRITE
+    pos = 0
+    start = 0
+    for tx in txs:
+        tstart.append(start)
+        try:
+            for rid, kind in tx.accesses:
+                if type(rid) is not int or not 0 <= rid < _INT_LIMIT:
+                    encode_resource_id(rid)  # raises for an unsupported id
+                    rid = normalize_resource_id(rid)
+                if kind is write_:
+                    w = True
+                elif kind is read:
+                    w = False
+                else:
+                    raise _bad_tx(pos, tx, f"access type {kind!r} of resource {rid!r:.40} is not "
+                                           f"AccessType.READ or AccessType.WRITE")
+                end = len(rids)
+                if end > start:
+                    for k in range(start, end):  # a resource listed twice: one access
+                        if rids[k] == rid:
+                            if w:
+                                writes[k] = True
+                            break
+                    else:
+                        rids.append(rid)
+                        writes.append(w)
+                        txof.append(pos)
+                else:
+                    rids.append(rid)
+                    writes.append(w)
+                    txof.append(pos)
+        except InvalidTransactionError as exc:
+            if str(exc).startswith("transaction #"):
+                raise
+            raise _bad_tx(pos, tx, str(exc)) from None
+        except Exception as exc:
+            _check_tx(tx, pos)
+            raise _bad_tx(pos, tx, f"reading its accesses raised {type(exc).__name__}: {exc}") from exc
+        start = len(rids)
+        pos += 1
+    tstart.append(start)
+    return rids, writes, txof, tstart
+
+
+def _ends(rids: list[Any]) -> tuple[dict[Any, int], dict[Any, int]]:
+    """The position of each resource's first and last access in a batch."""
+    firsts: dict[Any, int] = {}
+    lasts: dict[Any, int] = {}
+    for i, rid in enumerate(rids):
+        if rid not in firsts:
+            firsts[rid] = i
+        lasts[rid] = i
+    return firsts, lasts
+
+
+def _key_of(rid: Any) -> bytes:
+    """The canonical encoding of a normalised resource id (ints without a function call into resource.py)."""
+    if type(rid) is int:
+        return _INT_KEY(1, rid)
+    return encode_resource_id(rid)
 
 
 class RuntimeManager:
@@ -182,10 +258,12 @@ class RuntimeManager:
         self._store_lock = threading.Lock()
         self._lock = threading.Lock()
         self._cond = threading.Condition(threading.Lock())
-        self._heads: dict[bytes, Any] = {}
-        self._ready: deque[_Tx] = deque()
+        self._heads: dict[Any, Any] = {}  # resource id -> last access id, or committed VersionedState
+        self._ready: deque[int] = deque()
         self._idle: list[Doorbell] = []
-        self._inflight: dict[int, RuntimeBatch] = {}
+        self._inflight: dict[int, RuntimeBatch] = {}  # by index: scheduled, not yet committed or canceled
+        self._by_serial: dict[int, RuntimeBatch] = {}  # the same batches by serial number
+        self._serials = itertools.count(1)
         self._recent: weakref.WeakValueDictionary[int, RuntimeBatch] = weakref.WeakValueDictionary()
         self._to_persist: list[RuntimeBatch] = []
         self._waiting_commit: dict[int, RuntimeBatch] = {}
@@ -195,7 +273,7 @@ class RuntimeManager:
         self._stopping = False
         self._closed = False
         self._writer_bell = Doorbell()
-        self._read_q: queue.SimpleQueue[list[AccessHandle] | None] = queue.SimpleQueue()
+        self._read_q: queue.SimpleQueue[list[int] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         tag = f"{id(self) & 0xFFFF:04x}"
         for i in range(workers):
@@ -263,6 +341,11 @@ class RuntimeManager:
         """The store error that stopped the runtime, if one did."""
         return self._failure
 
+    @property
+    def threads(self) -> tuple[threading.Thread, ...]:
+        """The manager's worker, reader and writer threads."""
+        return tuple(self._threads)
+
     def in_flight(self) -> list[RuntimeBatch]:
         """Batches scheduled and not yet committed or canceled, in index order."""
         with self._lock:
@@ -299,29 +382,29 @@ class RuntimeManager:
         :raises ManagerClosedError: after :meth:`shutdown`.
         """
         txs = tuple(transactions)
-        nodes = self._prepare(txs)
+        prepared = _prepare(txs)
         self._admit(len(txs), timeout)
         with self._api_lock:
             self._check_usable()
+            failure = None
             with self._lock:
                 self._in_flight_txs += len(txs)
                 index = self._last_index + 1
                 self._last_index = index
                 batch = RuntimeBatch(index, txs, self._cond)
-                batch._nodes = nodes
+                batch._serial = serial = next(self._serials)
                 self._inflight[index] = batch
+                self._by_serial[serial] = batch
                 self._recent[index] = batch
-                ready, reads = self._link(batch, nodes)
-                failure = None
+                ready, reads = self._link(batch, *prepared)
                 if reads and not self.readers:
                     try:
-                        for h in reads:
-                            self._deliver(h, self._load(h._rid, h._key), ready)
+                        self._give_first_reads(batch, reads, ready)
                     except Exception as exc:  # noqa: BLE001 - a store error stops the runtime
                         failure = exc
                     reads = []
-                processed = [batch] if not nodes else []
-                if processed:
+                empty = not txs
+                if empty:
                     self._to_persist.append(batch)
                 if ready:
                     self._ready.extend(ready)
@@ -331,8 +414,8 @@ class RuntimeManager:
                 self._check_usable()
             for i in range(0, len(reads), _READ_CHUNK):
                 self._read_q.put(reads[i:i + _READ_CHUNK])
-            if processed:
-                self._processed(processed)
+            if empty:
+                self._processed([batch])
         return batch
 
     async def schedule_async(self, transactions: Iterable[Any], *, timeout: float | None = None) -> RuntimeBatch:
@@ -359,135 +442,114 @@ class RuntimeManager:
                                        f"{self._in_flight_txs} are in flight (max_in_flight="
                                        f"{self._max_in_flight})")
 
-    @staticmethod
-    def _prepare(txs: tuple[Any, ...]) -> list[_Tx]:
-        """Validate every transaction's accesses and make their handles (not yet linked).
+    def _link(self, batch: RuntimeBatch, rids: list[Any], writes: list[bool],
+              txof: list[int], tstart: list[int]) -> tuple[list[int], list[int]]:
+        """Link every access of ``batch`` behind its resource's head (engine lock held).
 
-        The loop is the hot path of ``schedule``; anything unusual (an id that is not a
-        plain int, a malformed access) goes through :func:`_check_tx`, which either
-        accepts it or raises the error that names it.
+        :returns: the ready entries of the transactions runnable at once, and the ids of
+            the accesses whose input must be read from the store.
         """
-        nodes: list[_Tx] = []
-        append = nodes.append
-        new = object.__new__
-        handle_cls = AccessHandle
-        tx_cls = _Tx
-        int_key = _INT_KEY
-        read, write_ = READ, WRITE
-        pos = 0
-        for tx in txs:
-            node = new(tx_cls)
-            node.tx = tx
-            node.pos = pos
-            node.running = False
-            node.error = None
-            handles: list[AccessHandle] = []
-            try:
-                for rid, kind in tx.accesses:
-                    if type(rid) is int and 0 <= rid < _INT_LIMIT:
-                        key = int_key(1, rid)
-                    else:
-                        key = encode_resource_id(rid)
-                        rid = normalize_resource_id(rid)
-                    if kind is write_:
-                        w = True
-                    elif kind is read:
-                        w = False
-                    else:
-                        raise _bad_tx(pos, tx, f"access type {kind!r} of resource {rid!r:.40} is not "
-                                               f"AccessType.READ or AccessType.WRITE")
-                    if handles:
-                        for h in handles:  # a resource listed twice: one access, WRITE if either is
-                            if h._key == key:
-                                if w:
-                                    h._write = True
-                                break
-                        else:
-                            h = new(handle_cls)
-                            h._rid = rid
-                            h._key = key
-                            h._write = w
-                            h._tx = node
-                            h._input = h._out = h._next = h._new = None
-                            handles.append(h)
-                    else:
-                        h = new(handle_cls)
-                        h._rid = rid
-                        h._key = key
-                        h._write = w
-                        h._tx = node
-                        h._input = h._out = h._next = h._new = None
-                        handles.append(h)
-            except InvalidTransactionError as exc:
-                if str(exc).startswith("transaction #"):
-                    raise
-                raise _bad_tx(pos, tx, str(exc)) from None
-            except Exception as exc:
-                _check_tx(tx, pos)
-                raise _bad_tx(pos, tx, f"reading its accesses raised {type(exc).__name__}: {exc}") from exc
-            node.handles = handles
-            append(node)
-            pos += 1
-        return nodes
-
-    def _link(self, batch: RuntimeBatch, nodes: list[_Tx]) -> tuple[list[_Tx], list[AccessHandle]]:
-        """Link every access of ``nodes`` behind its resource's head (engine lock held)."""
+        m = len(rids)
+        serial = batch._serial
+        base = serial << _SHIFT
         heads = self._heads
-        firsts = batch._firsts
-        lasts = batch._lasts
-        assert firsts is not None and lasts is not None
-        ready: list[_Tx] = []
-        reads: list[AccessHandle] = []
+        by_serial = self._by_serial
+        inputs: list[Any] = [None] * m
+        outs: list[Any] = [None] * m
+        nxt = [-1] * m
+        preds: list[Any] = [None] * m
+        missing = [0] * (len(tstart) - 1)
+        reads: list[int] = []
         vs = VersionedState
-        for node in nodes:
-            node.batch = batch
-            missing = 0
-            for h in node.handles:
-                key = h._key
-                pred = heads.get(key)
-                heads[key] = h
-                if pred is None:
-                    firsts[key] = h
-                    h._pred = None
-                    reads.append(h)
-                    missing += 1
-                elif type(pred) is vs:
-                    firsts[key] = h
-                    h._pred = pred
-                    h._input = pred
-                    if not h._write:
-                        h._out = pred
-                else:
-                    if pred._tx.batch is not batch:
-                        firsts[key] = h
-                        h._pred = pred
-                    out = pred._out
+        for i in range(m):
+            key = rids[i]
+            pred = heads.get(key)
+            heads[key] = base | i
+            if pred is None:
+                reads.append(base | i)
+                missing[txof[i]] += 1
+            elif type(pred) is vs:
+                preds[i] = inputs[i] = pred
+                if not writes[i]:
+                    outs[i] = pred
+            else:
+                ps = pred >> _SHIFT
+                pi = pred & _MASK
+                if ps == serial:
+                    out = outs[pi]
                     if out is None:
-                        pred._next = h
-                        missing += 1
+                        nxt[pi] = base | i
+                        missing[txof[i]] += 1
                     else:
-                        h._input = out
-                        if not h._write:
-                            h._out = out
-                lasts[key] = h
-            node.missing = missing
-            if not missing:
-                ready.append(node)
+                        inputs[i] = out
+                        if not writes[i]:
+                            outs[i] = out
+                else:
+                    preds[i] = pred
+                    pb = by_serial[ps]
+                    out = pb._outs[pi]
+                    if out is None:
+                        pb._next[pi] = base | i
+                        missing[txof[i]] += 1
+                    else:
+                        inputs[i] = out
+                        if not writes[i]:
+                            outs[i] = out
+        batch._rids = rids
+        batch._writes = writes
+        batch._txof = txof
+        batch._tstart = tstart
+        batch._inputs = inputs
+        batch._outs = outs
+        batch._next = nxt
+        batch._preds = preds
+        batch._missing = missing
+        ready = [base | j for j, c in enumerate(missing) if not c]
         return ready, reads
 
-    @staticmethod
-    def _deliver(h: AccessHandle | None, state: VersionedState, ready: list[_Tx]) -> None:
-        """Give ``h`` its input; pass it down the chain through READ accesses (engine lock held)."""
-        while h is not None:
-            h._input = state
-            node = h._tx
-            node.missing -= 1
-            if not node.missing:
-                ready.append(node)
-            if h._write:
+    def _give_first_reads(self, batch: RuntimeBatch, reads: list[int], ready: list[int]) -> None:
+        """Read the inputs of ``reads`` (accesses of ``batch`` with no head) and deliver them
+        (engine lock held; the scheduling thread's inline path)."""
+        rids, writes, txof = batch._rids, batch._writes, batch._txof
+        inputs, outs, nxt, missing = batch._inputs, batch._outs, batch._next, batch._missing
+        base = batch._serial << _SHIFT
+        states = self._load_many([rids[aid & _MASK] for aid in reads])
+        for aid, state in zip(reads, states):
+            i = aid & _MASK
+            inputs[i] = state
+            j = txof[i]
+            c = missing[j] - 1
+            missing[j] = c
+            if not c:
+                ready.append(base | j)
+            if not writes[i]:
+                outs[i] = state
+                succ = nxt[i]
+                if succ >= 0:
+                    self._deliver(succ, state, ready)
+
+    def _deliver(self, aid: int, state: VersionedState, ready: list[int]) -> None:
+        """Give access ``aid`` its input; pass it down the chain through READ accesses (engine lock held)."""
+        by_serial = self._by_serial
+        while True:
+            serial = aid >> _SHIFT
+            b = by_serial.get(serial)
+            if b is None:  # canceled
                 return
-            h._out = state
-            h = h._next
+            i = aid & _MASK
+            b._inputs[i] = state
+            j = b._txof[i]
+            missing = b._missing
+            c = missing[j] - 1
+            missing[j] = c
+            if not c:
+                ready.append((serial << _SHIFT) | j)
+            if b._writes[i]:
+                return
+            b._outs[i] = state
+            aid = b._next[i]
+            if aid < 0:
+                return
 
     def _wake(self, available: int) -> None:
         """Ring idle workers for ``available`` runnable transactions (engine lock held)."""
@@ -505,12 +567,12 @@ class RuntimeManager:
         workers = self.workers
         limit = self._chunk
         run = self._run_batch if self._process_batch is not None else self._run_each
-        chunk: list[_Tx] | None = None
+        done: list[tuple[RuntimeBatch, int, list[AccessHandle]]] | None = None
         while True:
             processed: list[RuntimeBatch] = []
             with lock:
-                if chunk:
-                    processed = self._complete(chunk)
+                if done:
+                    processed = self._complete(done)
                 n = len(rq)
                 if n:
                     take = n // workers or 1
@@ -529,70 +591,110 @@ class RuntimeManager:
             if processed:
                 self._processed(processed)
             if chunk is None:
+                done = None
                 bell.wait(_IDLE_WAIT)
             else:
-                run(chunk)
+                done = run(chunk)
 
-    def _run_each(self, chunk: list[_Tx]) -> None:
+    def _run_each(self, chunk: list[int]) -> list[tuple[RuntimeBatch, int, list[AccessHandle]]]:
+        """Run every transaction of ``chunk`` whose batch is live, one VM call each (no lock held)."""
+        by_serial = self._by_serial
         process = self._process
-        for node in chunk:
-            node.running = True
+        new = object.__new__
+        cls = AccessHandle
+        done: list[tuple[RuntimeBatch, int, list[AccessHandle]]] = []
+        append = done.append
+        current = -1
+        b: Any = None
+        for entry in chunk:
+            serial = entry >> _SHIFT
+            if serial != current:
+                current = serial
+                b = by_serial.get(serial)
+                if b is not None:
+                    tstart, rids, writes, inputs = b._tstart, b._rids, b._writes, b._inputs
+                    txs, effects = b.transactions, b._effects
+            if b is None:
+                continue
+            j = entry & _MASK
+            hs = []
+            for i in range(tstart[j], tstart[j + 1]):
+                h = new(cls)
+                h._rid = rids[i]
+                h._write = writes[i]
+                h._input = inputs[i]
+                h._new = None
+                h._live = True
+                hs.append(h)
             try:
-                node.effects = process(node.tx, node.handles)
+                effects[j] = process(txs[j], hs)
             except Exception as exc:  # noqa: BLE001 - the transaction aborts; others go on
-                node.error = exc
-                node.effects = None
-            node.running = False
+                b._errors[j] = exc
+            for h in hs:
+                h._live = False
+            append((b, j, hs))
+        return done
 
-    def _run_batch(self, chunk: list[_Tx]) -> None:
+    def _run_batch(self, chunk: list[int]) -> list[tuple[RuntimeBatch, int, list[AccessHandle]]]:
+        """Run every transaction of ``chunk`` whose batch is live in one ``process_batch`` call."""
         assert self._process_batch is not None
-        for node in chunk:
-            node.running = True
+        by_serial = self._by_serial
+        done: list[tuple[RuntimeBatch, int, list[AccessHandle]]] = []
+        for entry in chunk:
+            b = by_serial.get(entry >> _SHIFT)
+            if b is None:
+                continue
+            j = entry & _MASK
+            rids, writes, inputs = b._rids, b._writes, b._inputs
+            hs = [AccessHandle(rids[i], WRITE if writes[i] else READ, inputs[i])
+                  for i in range(b._tstart[j], b._tstart[j + 1])]
+            done.append((b, j, hs))
+        if not done:
+            return done
         try:
-            results = list(self._process_batch([n.tx for n in chunk], [n.handles for n in chunk]))
-            if len(results) != len(chunk):
+            results = list(self._process_batch([b.transactions[j] for b, j, _ in done], [hs for _, _, hs in done]))
+            if len(results) != len(done):
                 raise ExecutionError(f"{type(self.vm).__name__}.process_batch returned {len(results)} results "
-                                     f"for {len(chunk)} transactions; return one per transaction")
+                                     f"for {len(done)} transactions; return one per transaction")
         except Exception as exc:  # noqa: BLE001 - every transaction of the call aborts
-            results = [exc] * len(chunk)
-        for node, result in zip(chunk, results):
-            node.running = False
+            results = [exc] * len(done)
+        for (b, j, hs), result in zip(done, results):
+            for h in hs:
+                h._live = False
             if isinstance(result, Exception):
-                node.error = result
-                node.effects = None
+                b._errors[j] = result
             else:
-                node.effects = result
+                b._effects[j] = result
+        return done
 
-    def _complete(self, chunk: list[_Tx]) -> list[RuntimeBatch]:
+    def _complete(self, done: list[tuple[RuntimeBatch, int, list[AccessHandle]]]) -> list[RuntimeBatch]:
         """Pass executed transactions' outputs down their chains (engine lock held)."""
-        ready: list[_Tx] = []
+        ready: list[int] = []
         processed: list[RuntimeBatch] = []
         deliver = self._deliver
         vs = VersionedState
-        for node in chunk:
-            batch = node.batch
-            if batch._canceled:
+        for b, j, hs in done:
+            if b._canceled:
                 continue
-            error = node.error
-            handles = node.handles
-            node.handles = None  # the handles keep their node; not the other way round (no cycle)
-            for h in handles:
-                if h._write:
+            i = b._tstart[j]
+            failed = j in b._errors if b._errors else False
+            writes, inputs, outs, nxt = b._writes, b._inputs, b._outs, b._next
+            for h in hs:
+                if writes[i]:
                     new = h._new
-                    if new is None or error is not None:
-                        out = h._input
+                    if new is None or failed:
+                        out = inputs[i]
                     else:
-                        out = vs(h._rid, h._input.version + 1, new)  # type: ignore[union-attr]
-                    h._out = out
-                    if h._next is not None:
-                        deliver(h._next, out, ready)
-            if error is None:
-                batch._effects[node.pos] = node.effects
-            else:
-                batch._errors[node.pos] = error
-            batch._pending -= 1
-            if not batch._pending:
-                processed.append(batch)
+                        out = vs(h._rid, inputs[i].version + 1, new)
+                        b._wrote = True
+                    outs[i] = out
+                    succ = nxt[i]
+                    if succ >= 0:
+                        deliver(succ, out, ready)
+                i += 1
+            b._pending -= 1
+            if not b._pending:
+                processed.append(b)
         if ready:
             self._ready.extend(ready)
         if processed:
@@ -600,15 +702,14 @@ class RuntimeManager:
         return processed
 
     def _processed(self, batches: list[RuntimeBatch]) -> None:
-        for b in batches:
-            b._nodes = None
         signal(self._cond, batches, stage=PROCESSED)
         self._writer_bell.ring()
 
     # -- reads -------------------------------------------------------------------------------
 
-    def _load(self, rid: ResourceId, key: bytes) -> VersionedState:
+    def _load(self, rid: ResourceId) -> VersionedState:
         """The committed state of a resource, from the store."""
+        key = _key_of(rid)
         store = self.store
         raw = store.get(_LATEST, key)
         if raw is None:
@@ -620,8 +721,29 @@ class RuntimeManager:
                              f"whose data is missing: the store was changed outside the runtime")
         return VersionedState(rid, version, data)
 
+    def _load_many(self, rids: list[Any]) -> list[VersionedState]:
+        """The committed states of ``rids``, with two ``get_many`` calls when the store has it."""
+        get_many = getattr(self.store, "get_many", None)
+        if get_many is None:
+            return [self._load(rid) for rid in rids]
+        keys = [_INT_KEY(1, r) if type(r) is int else encode_resource_id(r) for r in rids]
+        raws = get_many(_LATEST, keys)
+        vs = VersionedState
+        out = [vs(rid, 0, b"") if raw is None else None for rid, raw in zip(rids, raws)]
+        found = [i for i, raw in enumerate(raws) if raw is not None]
+        if found:
+            versions = [decode_u64(raws[i]) for i in found]
+            datas = get_many(_DATA, [encode_u64(v) + keys[i] for v, i in zip(versions, found)])
+            for i, version, data in zip(found, versions, datas):
+                if data is None:
+                    raise StoreError(f"the store's latest pointer of resource {rids[i]!r} names version "
+                                     f"{version}, whose data is missing: the store was changed outside the runtime")
+                out[i] = vs(rids[i], version, data)
+        return out  # type: ignore[return-value]
+
     def _read_loop(self) -> None:
         get = self._read_q.get
+        by_serial = self._by_serial
         while True:
             try:
                 chunk = get(timeout=_IDLE_WAIT)
@@ -631,12 +753,18 @@ class RuntimeManager:
                 continue
             if chunk is None:
                 return
-            states = [None if h._tx.batch._canceled else self._load(h._rid, h._key) for h in chunk]
-            ready: list[_Tx] = []
+            wanted = []
+            rids = []
+            for aid in chunk:
+                b = by_serial.get(aid >> _SHIFT)
+                if b is not None and b._rids is not None:  # else canceled meanwhile
+                    wanted.append(aid)
+                    rids.append(b._rids[aid & _MASK])
+            states = self._load_many(rids)
+            ready: list[int] = []
             with self._lock:
-                for h, state in zip(chunk, states):
-                    if state is not None and not h._tx.batch._canceled:
-                        self._deliver(h, state, ready)
+                for aid, state in zip(wanted, states):
+                    self._deliver(aid, state, ready)
                 if ready:
                     self._ready.extend(ready)
                     self._wake(len(self._ready))
@@ -645,9 +773,9 @@ class RuntimeManager:
         """The committed state of ``resource_id`` (version 0 and empty data if it does not exist)."""
         if self._closed:
             raise ManagerClosedError("the RuntimeManager was shut down; read the store directly")
-        key = encode_resource_id(resource_id)
+        encode_resource_id(resource_id)
         with self._store_lock:
-            return self._load(normalize_resource_id(resource_id), key)
+            return self._load(normalize_resource_id(resource_id))
 
     # -- storage writer ------------------------------------------------------------------------
 
@@ -678,16 +806,19 @@ class RuntimeManager:
                     batch.notarization = self._notarize(batch)
                 except Exception as exc:  # noqa: BLE001 - kept on the batch, which still commits
                     batch.notarization_error = exc
+            if not batch._wrote:  # nothing but reads (or aborted writes): no data, no pointers
+                continue
             prefix = pack(batch.index)
             flips = batch._flips
             diffs = batch._diffs
-            lasts = batch._lasts
-            assert batch._firsts is not None and lasts is not None
-            for key, first in batch._firsts.items():
-                tail = lasts[key]._out
-                head = first._input.version
+            inputs, outs = batch._inputs, batch._outs
+            firsts, lasts = _ends(batch._rids)
+            for rid, first in firsts.items():
+                tail = outs[lasts[rid]]
+                head = inputs[first].version
                 version = tail.version
                 if version != head:
+                    key = _INT_KEY(1, rid) if type(rid) is int else encode_resource_id(rid)
                     put(_DATA, pack(version) + key, tail.data)
                     put(_ROLLBACK, prefix + key, _U64x2(head, version))
                     flips.append((key, version))
@@ -724,16 +855,20 @@ class RuntimeManager:
         self._marks.last_committed = nxt - 1
         with self._lock:
             heads = self._heads
+            get = heads.get
             for batch in group:
-                lasts = batch._lasts
-                assert lasts is not None
-                for key, h in lasts.items():
-                    if heads.get(key) is h:
-                        heads[key] = h._out
+                # A resource's head still naming an access of this batch names its last one;
+                # replace it by that access's output, the committed state.
+                base = batch._serial << _SHIFT
+                outs = batch._outs
+                i = 0
+                for key in batch._rids:
+                    if get(key) == base | i:
+                        heads[key] = outs[i]
+                    i += 1
                 del self._inflight[batch.index]
+                del self._by_serial[batch._serial]
                 self._in_flight_txs -= len(batch.transactions)
-                for h in batch._firsts.values():  # type: ignore[union-attr]
-                    h._pred = None  # committed: nothing will unlink it, so drop the link to the past
                 batch._release()
             if len(heads) > self._cache_limit:
                 self._trim_cache()
@@ -822,27 +957,35 @@ class RuntimeManager:
         with self._store_lock:
             with self._lock:
                 canceled = [self._inflight.pop(i) for i in sorted(self._inflight) if i > index]
-                self._in_flight_txs -= sum(len(b.transactions) for b in canceled)
+                by_serial = self._by_serial
+                for batch in canceled:
+                    batch._canceled = True
+                    del by_serial[batch._serial]
+                    self._in_flight_txs -= len(batch.transactions)
+                # Point every resource a canceled batch touched back at what preceded the
+                # oldest canceled access to it.
                 heads = self._heads
                 seen: set[bytes] = set()
                 for batch in canceled:
-                    batch._canceled = True
-                    for node in batch._nodes or ():
-                        node.missing = _NEVER
-                    for key, first in (batch._firsts or {}).items():
+                    preds = batch._preds
+                    for key, first in _ends(batch._rids or [])[0].items():
                         if key in seen:
                             continue
                         seen.add(key)
-                        pred = first._pred
+                        pred = preds[first] if preds is not None else None
                         if pred is None:
                             heads.pop(key, None)
                         elif type(pred) is VersionedState:
                             heads[key] = pred
                         else:
-                            pred._next = None
-                            heads[key] = pred._out if pred._tx.batch._stage >= COMMITTED else pred
+                            pb = by_serial.get(pred >> _SHIFT)
+                            if pb is None:  # committed since: the store has its output
+                                heads.pop(key, None)
+                            else:
+                                pb._next[pred & _MASK] = -1
+                                heads[key] = pred
                 if canceled:
-                    kept = [n for n in self._ready if not n.batch._canceled]
+                    kept = [r for r in self._ready if (r >> _SHIFT) in by_serial]
                     self._ready.clear()
                     self._ready.extend(kept)
                     self._to_persist = [b for b in self._to_persist if not b._canceled]
@@ -853,7 +996,7 @@ class RuntimeManager:
             restored, _ = undo_batches(self.store, index, upto, self._marks)
             with self._lock:
                 for key in restored:
-                    heads.pop(key, None)
+                    heads.pop(decode_resource_id(key), None)
                 self._last_index = index
                 self._next_commit = self._marks.last_committed + 1
             for batch in canceled:
@@ -906,13 +1049,14 @@ class RuntimeManager:
                 t.join(None if deadline is None else max(0.1, deadline - time.monotonic()))
                 if t.is_alive():
                     stuck.append(t.name)
-            if self._owns_store:
+            if self._owns_store and not stuck:
                 self.store.close()
-            if error is not None:
-                raise error
+            problems = [str(error)] if error is not None else []
             if stuck:
-                raise RingTimeoutError(f"threads {stuck} did not stop within {timeout} s (a VM call that "
-                                       f"does not return?)")
+                problems.append(f"threads {stuck} did not stop within {timeout} s (still in a VM call?); "
+                                f"they end when it returns (join them through .threads)")
+            if problems:
+                raise RingTimeoutError("; ".join(problems))
 
     def __enter__(self) -> RuntimeManager:
         return self

@@ -99,7 +99,8 @@ class Transaction(Protocol):
     """
 
     @property
-    def accesses(self) -> Iterable[Access | tuple[ResourceId, AccessType]]: ...
+    def accesses(self) -> Iterable[Access | tuple[ResourceId, AccessType]]:
+        """The resources the transaction reads and writes."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

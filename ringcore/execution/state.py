@@ -111,10 +111,12 @@ class StateDiff:
 
     @property
     def tail_version(self) -> int:
+        """The version the batch left (``tail.version``)."""
         return self.tail.version
 
     @property
     def written(self) -> bool:
+        """Whether the batch changed the resource."""
         return self.tail.version != self.head_version
 
 

@@ -58,6 +58,9 @@ class Store(Protocol):
     def write_batch(self) -> WriteBatch:
         """A new, empty write batch for this store."""
 
+    # Optional: ``get_many(space, keys) -> list[bytes | None]``, the values of many keys at
+    # once (None where absent). The runtime uses it for first reads when a store has it.
+
     def commit(self, batch: WriteBatch) -> None:
         """Apply ``batch`` atomically, its operations in order. Durable stores make it
         durable before returning (per their documented sync policy)."""
@@ -109,7 +112,7 @@ class MemoryWriteBatch:
         return f"<MemoryWriteBatch of {len(self.ops)} operations>"
 
 
-class MemoryStore:
+class MemoryStore(Store):
     """An in-memory :class:`Store`: four dicts behind one lock. Nothing survives the process.
 
     The runtime's default. ``prefix_iter`` keeps a sorted copy of a space's
@@ -141,6 +144,14 @@ class MemoryStore:
             key = _check_bytes("key", key)
         with self._lock:
             return self._open_spaces()[space].get(key)
+
+    def get_many(self, space: StateSpace, keys: list[bytes]) -> list[bytes | None]:
+        """The committed values of ``keys`` (None where absent), read under one lock."""
+        space = _check_space(space)
+        keys = [k if type(k) is bytes else _check_bytes("key", k) for k in keys]
+        with self._lock:
+            get = self._open_spaces()[space].get
+            return [get(k) for k in keys]
 
     def prefix_iter(self, space: StateSpace, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         space = _check_space(space)

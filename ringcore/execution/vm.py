@@ -35,22 +35,16 @@ class AccessHandle:
     the input version, or, after a write, the new data at input version + 1
     (a transaction bumps a version by exactly one however often it writes).
     Writing is allowed through WRITE handles, only while the transaction runs.
-
-    The handle is also the runtime's link in the resource's dependency chain;
-    its underscored slots belong to the runtime.
     """
 
-    __slots__ = ("_rid", "_key", "_write", "_tx", "_input", "_out", "_next", "_pred", "_new")
+    __slots__ = ("_rid", "_write", "_input", "_new", "_live")
 
-    def __init__(self, rid: ResourceId, key: bytes, write: bool, tx: Any) -> None:
-        self._rid = rid
-        self._key = key
-        self._write = write
-        self._tx = tx
-        self._input: VersionedState | None = None
-        self._out: VersionedState | None = None
-        self._next: AccessHandle | None = None
+    def __init__(self, resource_id: ResourceId, access_type: AccessType, input: VersionedState) -> None:
+        self._rid = resource_id
+        self._write = access_type is WRITE
+        self._input = input
         self._new: bytes | None = None
+        self._live = True
 
     @property
     def id(self) -> ResourceId:
@@ -65,21 +59,19 @@ class AccessHandle:
     @property
     def input(self) -> VersionedState:
         """The snapshot this transaction received: the state after every earlier transaction."""
-        if self._input is None:
-            raise ReadOnlyAccessError(f"resource {self._rid!r} has no input yet: its transaction has not run")
         return self._input
 
     @property
     def version(self) -> int:
         """The input version, plus one once this transaction has written (0: does not exist)."""
-        v = self.input.version
+        v = self._input.version
         return v + 1 if self._new is not None else v
 
     @property
     def data(self) -> bytes:
         """The resource's data as this transaction sees it (empty when it does not exist)."""
         new = self._new
-        return new if new is not None else self.input.data
+        return new if new is not None else self._input.data
 
     @data.setter
     def data(self, value: bytes) -> None:
@@ -88,7 +80,7 @@ class AccessHandle:
     @property
     def is_new(self) -> bool:
         """Whether the resource did not exist before this transaction (input version 0)."""
-        return self.input.version == 0
+        return self._input.version == 0
 
     @property
     def written(self) -> bool:
@@ -104,9 +96,9 @@ class AccessHandle:
             raise ReadOnlyAccessError(
                 f"resource {self._rid!r} was declared READ by this transaction; declare it "
                 f"AccessType.WRITE to change it")
-        if not self._tx.running:
+        if not self._live:
             raise ReadOnlyAccessError(
-                f"resource {self._rid!r} was written outside its transaction's run; a VM writes "
+                f"resource {self._rid!r} was written after its transaction ended; a VM writes "
                 f"only while process_transaction (or process_batch) is executing it")
         if type(data) is not bytes:
             if not isinstance(data, (bytearray, memoryview)):
@@ -115,8 +107,7 @@ class AccessHandle:
         self._new = data
 
     def __repr__(self) -> str:
-        state = "pending" if self._input is None else f"v{self.version}, {len(self.data)} bytes"
-        return f"<AccessHandle {self._rid!r} {self.access_type.name} {state}>"
+        return f"<AccessHandle {self._rid!r} {self.access_type.name} v{self.version}, {len(self.data)} bytes>"
 
 
 class VmInterface:

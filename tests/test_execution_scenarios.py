@@ -1,0 +1,38 @@
+"""The execution runtime's scenario, rollback, crash and property suites on MemoryStore.
+
+The same suites (ringcore.testing.execution) run against every store plugin.
+"""
+
+from __future__ import annotations
+
+from ringcore.execution import MemoryStore
+from ringcore.testing.execution import (
+    AbstractExecutionTests,
+    AbstractRollbackTests,
+    AbstractScenarioTests,
+    BatchRecordingVm,
+)
+
+
+class TestOnMemoryStore(AbstractExecutionTests):
+    """Two workers, first reads inline (MemoryStore's preference)."""
+
+    def make_store(self, path):
+        return MemoryStore()
+
+
+class TestWithReaderPool(AbstractScenarioTests, AbstractRollbackTests):
+    """First reads through two reader threads; three workers."""
+
+    workers = 3
+    readers = 2
+
+
+class TestOneWorker(AbstractScenarioTests, AbstractRollbackTests):
+    workers = 1
+
+
+class TestThroughProcessBatch(AbstractScenarioTests, AbstractRollbackTests):
+    """A VM that executes every ready transaction of a chunk in one process_batch call."""
+
+    vm_class = BatchRecordingVm
