@@ -19,14 +19,11 @@ import asyncio
 import dataclasses
 import threading
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import RingTimeoutError
 from .errors import RuntimeFailedError
-from .state import StateDiff
-
-if TYPE_CHECKING:
-    from .manager import RuntimeManager
+from .state import StateDiff, VersionedState
 
 __all__ = ["RuntimeBatch", "TxResult", "SCHEDULED", "PROCESSED", "PERSISTED", "COMMITTED"]
 
@@ -58,11 +55,12 @@ class RuntimeBatch:
 
     __slots__ = (
         "index", "transactions", "_cond", "_stage", "_canceled", "_rolled_back", "_failure",
-        "_callbacks", "_pending", "_effects", "_errors", "_flips", "_diffs",
+        "_callbacks", "_pending", "_effects", "_errors", "_flip_keys", "_flip_values", "_diff_heads",
+        "_diff_tails",
         "notarization", "notarization_error", "__weakref__",
         # The engine's per-batch arrays (see manager.py), dropped once committed or canceled.
         "_serial", "_wrote", "_rids", "_writes", "_txof", "_tstart", "_inputs", "_outs", "_next",
-        "_preds", "_missing",
+        "_preds", "_missing", "_run",
     )
 
     def __init__(self, index: int, transactions: tuple[Any, ...], cond: threading.Condition) -> None:
@@ -80,10 +78,13 @@ class RuntimeBatch:
         self._wrote = False
         self._rids = self._writes = self._txof = self._tstart = None
         self._inputs = self._outs = self._next = self._preds = self._missing = None
+        self._run: tuple[Any, ...] | None = None  # what workers read outside the engine lock, in one go
         self._effects: list[Any] = [None] * n
         self._errors: dict[int, BaseException] = {}
-        self._flips: list[tuple[bytes, int]] = []
-        self._diffs: list[tuple[int, Any]] = []
+        self._flip_keys: list[bytes] = []  # latest pointers to set at commit
+        self._flip_values: list[bytes] = []
+        self._diff_heads: list[int] = []  # per resource written: the version before the batch ...
+        self._diff_tails: list[Any] = []  # ... and the state after it
         self.notarization: Any = None
         """What the VM's ``notarize_batch`` returned for this batch."""
         self.notarization_error: BaseException | None = None
@@ -144,7 +145,8 @@ class RuntimeBatch:
         """The batch's state diff: one entry per resource it changed (empty before it is persisted).
 
         A resource the batch only read, or whose every write aborted, has no entry."""
-        return [StateDiff(self.index, tail.resource_id, head, tail) for head, tail in self._diffs]
+        return [StateDiff(self.index, tail[0], head, VersionedState._make(tail))
+                for head, tail in zip(self._diff_heads, self._diff_tails)]
 
     def __repr__(self) -> str:
         if self._canceled:
@@ -250,9 +252,11 @@ class RuntimeBatch:
 
     def _release(self) -> None:
         """Drop the engine's arrays once committed or canceled (keep the results)."""
+        self._run = None  # first: workers outside the engine lock check this one attribute
         self._rids = self._writes = self._txof = self._tstart = None
         self._inputs = self._outs = self._next = self._preds = self._missing = None
-        self._flips = []
+        self._flip_keys = []
+        self._flip_values = []
 
 
 def signal(cond: threading.Condition, batches: list[RuntimeBatch], *, stage: int | None = None,

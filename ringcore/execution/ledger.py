@@ -71,6 +71,8 @@ class InsufficientFunds(Exception):
 class LedgerVm(VmInterface):
     """Executes :class:`Mint` and :class:`Transfer` transactions. Effects: the new balances."""
 
+    concurrent = False  # plain Python that never waits: one busy worker is fastest under the GIL
+
     def process_transaction(self, tx: Any, handles: Sequence[AccessHandle]) -> Any:
         if type(tx) is Transfer:
             if tx.source == tx.target:  # one account, listed twice: one handle

@@ -3,8 +3,7 @@
 How it works, in one place:
 
 - **Chains.** Every resource has a head: the last access scheduled to it, or
-  its committed :class:`~ringcore.execution.state.VersionedState`, or nothing
-  (read it from the store). A new access links behind the head. A READ passes
+  its committed state, or nothing (read it from the store). A new access links behind the head. A READ passes
   its input on as soon as it has it, so reads never hold up later writers; a
   WRITE passes on what its transaction wrote (its input again if the
   transaction aborted or did not write) once the transaction has run. A
@@ -54,10 +53,11 @@ from typing import Any
 
 from .._sync import Doorbell
 from ..errors import RingTimeoutError
+from ._prepare import INT_KEY as _INT_KEY
+from ._prepare import prepare as _prepare
 from .batch import COMMITTED, PERSISTED, PROCESSED, RuntimeBatch, signal
 from .errors import (
     ExecutionError,
-    InvalidTransactionError,
     ManagerClosedError,
     RollbackError,
     RuntimeFailedError,
@@ -84,100 +84,7 @@ _SHIFT = 32  # an access id or ready entry is (batch serial << 32) | position in
 _MASK = (1 << _SHIFT) - 1
 _IDLE_WAIT = 0.5  # seconds an idle thread sleeps before it looks at the stop flag again
 _READ_CHUNK = 256
-_INT_KEY = struct.Struct(">BQ").pack  # an int resource id's canonical encoding: tag 0x01, 8 bytes big-endian
-_INT_LIMIT = 1 << 64
-
-
-def _bad_tx(pos: int, tx: Any, what: str) -> InvalidTransactionError:
-    try:
-        shown = repr(tx)
-    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the real error
-        shown = f"a {type(tx).__name__}"
-    return InvalidTransactionError(f"transaction #{pos} of the batch ({shown:.80}): {what}; nothing was scheduled")
-
-
-def _check_tx(tx: Any, pos: int) -> None:
-    """Raise the error that says what is wrong with ``tx``'s accesses, if anything is."""
-    try:
-        accesses = tx.accesses
-    except AttributeError:
-        raise _bad_tx(pos, tx, "it has no 'accesses' attribute; a transaction declares its accesses "
-                               "as (resource id, AccessType) pairs") from None
-    try:
-        it = iter(accesses)
-    except TypeError:
-        raise _bad_tx(pos, tx, f"its accesses {accesses!r:.60} are not iterable") from None
-    for access in it:
-        try:
-            rid, kind = access
-        except (TypeError, ValueError):
-            raise _bad_tx(pos, tx, f"access {access!r:.60} is not a (resource id, AccessType) pair") from None
-        if kind is not READ and kind is not WRITE:
-            raise _bad_tx(pos, tx, f"access type {kind!r} of resource {rid!r:.40} is not AccessType.READ "
-                                   f"or AccessType.WRITE")
-        try:
-            encode_resource_id(rid)
-        except InvalidTransactionError as exc:
-            raise _bad_tx(pos, tx, str(exc)) from None
-
-
-def _prepare(txs: tuple[Any, ...]) -> tuple[list[Any], list[bool], list[int], list[int]]:
-    """Validate every transaction's accesses; return the batch's flat access lists.
-
-    ``rids`` (normalised resource ids), ``writes`` and ``txof`` (the transaction of
-    each access) have one entry per access; the accesses of transaction ``j``
-    are ``tstart[j]:tstart[j + 1]``. A resource a transaction lists twice gets
-    one access, a WRITE if either is. The loop is the hot path of
-    ``schedule``; anything unusual goes through :func:`_check_tx`, which
-    raises the error that names it.
-    """
-    rids: list[Any] = []
-    writes: list[bool] = []
-    txof: list[int] = []
-    tstart: list[int] = []
-    read, write_ = READ, WRITE
-    pos = 0
-    start = 0
-    for tx in txs:
-        tstart.append(start)
-        try:
-            for rid, kind in tx.accesses:
-                if type(rid) is not int or not 0 <= rid < _INT_LIMIT:
-                    encode_resource_id(rid)  # raises for an unsupported id
-                    rid = normalize_resource_id(rid)
-                if kind is write_:
-                    w = True
-                elif kind is read:
-                    w = False
-                else:
-                    raise _bad_tx(pos, tx, f"access type {kind!r} of resource {rid!r:.40} is not "
-                                           f"AccessType.READ or AccessType.WRITE")
-                end = len(rids)
-                if end > start:
-                    for k in range(start, end):  # a resource listed twice: one access
-                        if rids[k] == rid:
-                            if w:
-                                writes[k] = True
-                            break
-                    else:
-                        rids.append(rid)
-                        writes.append(w)
-                        txof.append(pos)
-                else:
-                    rids.append(rid)
-                    writes.append(w)
-                    txof.append(pos)
-        except InvalidTransactionError as exc:
-            if str(exc).startswith("transaction #"):
-                raise
-            raise _bad_tx(pos, tx, str(exc)) from None
-        except Exception as exc:
-            _check_tx(tx, pos)
-            raise _bad_tx(pos, tx, f"reading its accesses raised {type(exc).__name__}: {exc}") from exc
-        start = len(rids)
-        pos += 1
-    tstart.append(start)
-    return rids, writes, txof, tstart
+_SWEEP_MIN = 1 << 18  # outputs of committed batches kept before heads are swept, at least
 
 
 def _ends(rids: list[Any]) -> tuple[dict[Any, int], dict[Any, int]]:
@@ -189,6 +96,19 @@ def _ends(rids: list[Any]) -> tuple[dict[Any, int], dict[Any, int]]:
             firsts[rid] = i
         lasts[rid] = i
     return firsts, lasts
+
+
+def _put_many(wb: Any, space: StateSpace, keys: list[bytes], values: list[bytes]) -> None:
+    """``wb.put`` for every pair, through the write batch's ``put_many`` when it has one."""
+    if not keys:
+        return
+    put_many = getattr(wb, "put_many", None)
+    if put_many is not None:
+        put_many(space, keys, values)
+    else:
+        put = wb.put
+        for k, v in zip(keys, values):
+            put(space, k, v)
 
 
 def _key_of(rid: Any) -> bytes:
@@ -247,6 +167,7 @@ class RuntimeManager:
         self._process = self.vm.process_transaction
         self._process_batch = batch_function(self.vm)
         self._notarize = notarize_function(self.vm)
+        self._concurrent = bool(getattr(self.vm, "concurrent", True))
 
         try:
             self._marks = open_store(self.store)
@@ -264,6 +185,8 @@ class RuntimeManager:
         self._inflight: dict[int, RuntimeBatch] = {}  # by index: scheduled, not yet committed or canceled
         self._by_serial: dict[int, RuntimeBatch] = {}  # the same batches by serial number
         self._serials = itertools.count(1)
+        self._retired: dict[int, list[Any]] = {}  # serial -> outputs of a committed batch heads may name
+        self._retired_size = 0
         self._recent: weakref.WeakValueDictionary[int, RuntimeBatch] = weakref.WeakValueDictionary()
         self._to_persist: list[RuntimeBatch] = []
         self._waiting_commit: dict[int, RuntimeBatch] = {}
@@ -454,13 +377,14 @@ class RuntimeManager:
         base = serial << _SHIFT
         heads = self._heads
         by_serial = self._by_serial
+        retired = self._retired
         inputs: list[Any] = [None] * m
         outs: list[Any] = [None] * m
         nxt = [-1] * m
         preds: list[Any] = [None] * m
         missing = [0] * (len(tstart) - 1)
         reads: list[int] = []
-        vs = VersionedState
+        vs = tuple  # a committed state: (id, version, data)
         for i in range(m):
             key = rids[i]
             pred = heads.get(key)
@@ -485,16 +409,26 @@ class RuntimeManager:
                         if not writes[i]:
                             outs[i] = out
                 else:
-                    preds[i] = pred
-                    pb = by_serial[ps]
-                    out = pb._outs[pi]
-                    if out is None:
-                        pb._next[pi] = base | i
-                        missing[txof[i]] += 1
+                    pb = by_serial.get(ps)
+                    if pb is not None:  # an access of a batch in flight
+                        preds[i] = pred
+                        out = pb._outs[pi]
+                        if out is None:
+                            pb._next[pi] = base | i
+                            missing[txof[i]] += 1
+                        else:
+                            inputs[i] = out
+                            if not writes[i]:
+                                outs[i] = out
                     else:
-                        inputs[i] = out
-                        if not writes[i]:
-                            outs[i] = out
+                        done = retired.get(ps)
+                        if done is None:  # forgotten: read the committed state
+                            reads.append(base | i)
+                            missing[txof[i]] += 1
+                        else:  # the output of an access of a committed batch
+                            preds[i] = inputs[i] = out = done[pi]
+                            if not writes[i]:
+                                outs[i] = out
         batch._rids = rids
         batch._writes = writes
         batch._txof = txof
@@ -504,6 +438,7 @@ class RuntimeManager:
         batch._next = nxt
         batch._preds = preds
         batch._missing = missing
+        batch._run = (tstart, rids, writes, inputs)
         ready = [base | j for j, c in enumerate(missing) if not c]
         return ready, reads
 
@@ -528,7 +463,7 @@ class RuntimeManager:
                 if succ >= 0:
                     self._deliver(succ, state, ready)
 
-    def _deliver(self, aid: int, state: VersionedState, ready: list[int]) -> None:
+    def _deliver(self, aid: int, state: tuple[Any, int, bytes], ready: list[int]) -> None:
         """Give access ``aid`` its input; pass it down the chain through READ accesses (engine lock held)."""
         by_serial = self._by_serial
         while True:
@@ -552,8 +487,16 @@ class RuntimeManager:
                 return
 
     def _wake(self, available: int) -> None:
-        """Ring idle workers for ``available`` runnable transactions (engine lock held)."""
+        """Ring idle workers for ``available`` runnable transactions (engine lock held).
+
+        For a VM that is not ``concurrent``, one busy worker is as many as helps: ring one
+        only when none is busy.
+        """
         idle = self._idle
+        if not self._concurrent:
+            if idle and len(idle) == self.workers and available > 0:
+                idle.pop().ring()
+            return
         while idle and available > 0:
             idle.pop().ring()
             available -= self._chunk
@@ -567,6 +510,7 @@ class RuntimeManager:
         workers = self.workers
         limit = self._chunk
         run = self._run_batch if self._process_batch is not None else self._run_each
+        concurrent = self._concurrent
         done: list[tuple[RuntimeBatch, int, list[AccessHandle]]] | None = None
         while True:
             processed: list[RuntimeBatch] = []
@@ -575,12 +519,14 @@ class RuntimeManager:
                     processed = self._complete(done)
                 n = len(rq)
                 if n:
-                    take = n // workers or 1
+                    # Share the queue with the other workers, unless one busy worker is all
+                    # that helps (a VM that is not concurrent).
+                    take = (n // workers or 1) if concurrent else n
                     if take > limit:
                         take = limit
                     pop = rq.popleft
                     chunk = [pop() for _ in range(take)]
-                    if rq and idle:
+                    if rq and idle and concurrent:
                         idle.pop().ring()
                 else:
                     chunk = None
@@ -611,21 +557,39 @@ class RuntimeManager:
             if serial != current:
                 current = serial
                 b = by_serial.get(serial)
-                if b is not None:
-                    tstart, rids, writes, inputs = b._tstart, b._rids, b._writes, b._inputs
+                # One attribute read: a rollback may release a canceled batch's lists meanwhile.
+                run = None if b is None else b._run
+                if run is not None:
+                    tstart, rids, writes, inputs = run
                     txs, effects = b.transactions, b._effects
-            if b is None:
+            if run is None:
                 continue
             j = entry & _MASK
-            hs = []
-            for i in range(tstart[j], tstart[j + 1]):
+            i = tstart[j]
+            if tstart[j + 1] - i == 2:  # the common shape, without a loop
                 h = new(cls)
                 h._rid = rids[i]
                 h._write = writes[i]
                 h._input = inputs[i]
                 h._new = None
                 h._live = True
-                hs.append(h)
+                h2 = new(cls)
+                h2._rid = rids[i + 1]
+                h2._write = writes[i + 1]
+                h2._input = inputs[i + 1]
+                h2._new = None
+                h2._live = True
+                hs = [h, h2]
+            else:
+                hs = []
+                for k in range(i, tstart[j + 1]):
+                    h = new(cls)
+                    h._rid = rids[k]
+                    h._write = writes[k]
+                    h._input = inputs[k]
+                    h._new = None
+                    h._live = True
+                    hs.append(h)
             try:
                 effects[j] = process(txs[j], hs)
             except Exception as exc:  # noqa: BLE001 - the transaction aborts; others go on
@@ -642,12 +606,13 @@ class RuntimeManager:
         done: list[tuple[RuntimeBatch, int, list[AccessHandle]]] = []
         for entry in chunk:
             b = by_serial.get(entry >> _SHIFT)
-            if b is None:
+            run = None if b is None else b._run  # one read: a rollback may release it meanwhile
+            if run is None:
                 continue
             j = entry & _MASK
-            rids, writes, inputs = b._rids, b._writes, b._inputs
+            tstart, rids, writes, inputs = run
             hs = [AccessHandle(rids[i], WRITE if writes[i] else READ, inputs[i])
-                  for i in range(b._tstart[j], b._tstart[j + 1])]
+                  for i in range(tstart[j], tstart[j + 1])]
             done.append((b, j, hs))
         if not done:
             return done
@@ -672,29 +637,56 @@ class RuntimeManager:
         ready: list[int] = []
         processed: list[RuntimeBatch] = []
         deliver = self._deliver
-        vs = VersionedState
+        current: Any = None
+        count = 0  # transactions of ``current`` completed in this call
         for b, j, hs in done:
-            if b._canceled:
-                continue
-            i = b._tstart[j]
-            failed = j in b._errors if b._errors else False
-            writes, inputs, outs, nxt = b._writes, b._inputs, b._outs, b._next
+            if b is not current:
+                if count:
+                    current._pending -= count
+                    if not current._pending:
+                        processed.append(current)
+                    count = 0
+                if b._canceled:
+                    current = None
+                    continue
+                current = b
+                serial = b._serial
+                base = serial << _SHIFT
+                writes, inputs, outs, nxt = b._writes, b._inputs, b._outs, b._next
+                txof, missing, tstart, errors = b._txof, b._missing, b._tstart, b._errors
+            count += 1
+            i = tstart[j]
+            failed = j in errors if errors else False
             for h in hs:
                 if writes[i]:
                     new = h._new
                     if new is None or failed:
                         out = inputs[i]
                     else:
-                        out = vs(h._rid, inputs[i].version + 1, new)
+                        out = (h._rid, inputs[i][1] + 1, new)
                         b._wrote = True
                     outs[i] = out
                     succ = nxt[i]
                     if succ >= 0:
-                        deliver(succ, out, ready)
+                        if succ >> _SHIFT == serial:  # the successor is in the same batch: _deliver inlined
+                            k = succ & _MASK
+                            inputs[k] = out
+                            t = txof[k]
+                            c = missing[t] - 1
+                            missing[t] = c
+                            if not c:
+                                ready.append(base | t)
+                            if not writes[k]:
+                                outs[k] = out
+                                if nxt[k] >= 0:
+                                    deliver(nxt[k], out, ready)
+                        else:
+                            deliver(succ, out, ready)
                 i += 1
-            b._pending -= 1
-            if not b._pending:
-                processed.append(b)
+        if count:
+            current._pending -= count
+            if not current._pending:
+                processed.append(current)
         if ready:
             self._ready.extend(ready)
         if processed:
@@ -707,29 +699,28 @@ class RuntimeManager:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def _load(self, rid: ResourceId) -> VersionedState:
-        """The committed state of a resource, from the store."""
+    def _load(self, rid: ResourceId) -> tuple[Any, int, bytes]:
+        """The committed state of a resource, from the store, as ``(id, version, data)``."""
         key = _key_of(rid)
         store = self.store
         raw = store.get(_LATEST, key)
         if raw is None:
-            return VersionedState(rid, 0, b"")
+            return (rid, 0, b"")
         version = decode_u64(raw)
         data = store.get(_DATA, encode_u64(version) + key)
         if data is None:
             raise StoreError(f"the store's latest pointer of resource {rid!r} names version {version}, "
                              f"whose data is missing: the store was changed outside the runtime")
-        return VersionedState(rid, version, data)
+        return (rid, version, data)
 
-    def _load_many(self, rids: list[Any]) -> list[VersionedState]:
+    def _load_many(self, rids: list[Any]) -> list[tuple[Any, int, bytes]]:
         """The committed states of ``rids``, with two ``get_many`` calls when the store has it."""
         get_many = getattr(self.store, "get_many", None)
         if get_many is None:
             return [self._load(rid) for rid in rids]
         keys = [_INT_KEY(1, r) if type(r) is int else encode_resource_id(r) for r in rids]
         raws = get_many(_LATEST, keys)
-        vs = VersionedState
-        out = [vs(rid, 0, b"") if raw is None else None for rid, raw in zip(rids, raws)]
+        out: list[Any] = [(rid, 0, b"") if raw is None else None for rid, raw in zip(rids, raws)]
         found = [i for i, raw in enumerate(raws) if raw is not None]
         if found:
             versions = [decode_u64(raws[i]) for i in found]
@@ -738,8 +729,8 @@ class RuntimeManager:
                 if data is None:
                     raise StoreError(f"the store's latest pointer of resource {rids[i]!r} names version "
                                      f"{version}, whose data is missing: the store was changed outside the runtime")
-                out[i] = vs(rids[i], version, data)
-        return out  # type: ignore[return-value]
+                out[i] = (rids[i], version, data)
+        return out
 
     def _read_loop(self) -> None:
         get = self._read_q.get
@@ -757,9 +748,10 @@ class RuntimeManager:
             rids = []
             for aid in chunk:
                 b = by_serial.get(aid >> _SHIFT)
-                if b is not None and b._rids is not None:  # else canceled meanwhile
+                run = None if b is None else b._run  # one read: a rollback may release it meanwhile
+                if run is not None:
                     wanted.append(aid)
-                    rids.append(b._rids[aid & _MASK])
+                    rids.append(run[1][aid & _MASK])
             states = self._load_many(rids)
             ready: list[int] = []
             with self._lock:
@@ -775,7 +767,7 @@ class RuntimeManager:
             raise ManagerClosedError("the RuntimeManager was shut down; read the store directly")
         encode_resource_id(resource_id)
         with self._store_lock:
-            return self._load(normalize_resource_id(resource_id))
+            return VersionedState._make(self._load(normalize_resource_id(resource_id)))
 
     # -- storage writer ------------------------------------------------------------------------
 
@@ -798,8 +790,11 @@ class RuntimeManager:
         """Write the data and rollback pointers of ``group`` in one commit (store lock held)."""
         store = self.store
         wb = store.write_batch()
-        put = wb.put
         pack = encode_u64
+        data_keys: list[bytes] = []
+        data_values: list[bytes] = []
+        rollback_keys: list[bytes] = []
+        rollback_values: list[bytes] = []
         for batch in group:
             if self._notarize is not None:
                 try:
@@ -809,23 +804,30 @@ class RuntimeManager:
             if not batch._wrote:  # nothing but reads (or aborted writes): no data, no pointers
                 continue
             prefix = pack(batch.index)
-            flips = batch._flips
-            diffs = batch._diffs
+            flip_keys, flip_values = batch._flip_keys, batch._flip_values
+            diff_heads, diff_tails = batch._diff_heads, batch._diff_tails
             inputs, outs = batch._inputs, batch._outs
             firsts, lasts = _ends(batch._rids)
             for rid, first in firsts.items():
                 tail = outs[lasts[rid]]
-                head = inputs[first].version
-                version = tail.version
+                head = inputs[first][1]
+                version = tail[1]
                 if version != head:
                     key = _INT_KEY(1, rid) if type(rid) is int else encode_resource_id(rid)
-                    put(_DATA, pack(version) + key, tail.data)
-                    put(_ROLLBACK, prefix + key, _U64x2(head, version))
-                    flips.append((key, version))
-                    diffs.append((head, tail))
+                    v = pack(version)
+                    data_keys.append(v + key)
+                    data_values.append(tail[2])
+                    rollback_keys.append(prefix + key)
+                    rollback_values.append(_U64x2(head, version))
+                    flip_keys.append(key)
+                    flip_values.append(v)
+                    diff_heads.append(head)
+                    diff_tails.append(tail)
+        _put_many(wb, _DATA, data_keys, data_values)
+        _put_many(wb, _ROLLBACK, rollback_keys, rollback_values)
         top = max(b.index for b in group)
         if top > self._marks.last_persisted:
-            put(_META, META_LAST_PERSISTED, pack(top))
+            wb.put(_META, META_LAST_PERSISTED, pack(top))
         store.commit(wb)
         if top > self._marks.last_persisted:
             self._marks.last_persisted = top
@@ -847,40 +849,48 @@ class RuntimeManager:
         put = wb.put
         pack = encode_u64
         for batch in group:
-            for key, version in batch._flips:
-                put(_LATEST, key, pack(version))
+            _put_many(wb, _LATEST, batch._flip_keys, batch._flip_values)
         put(_META, META_LAST_COMMITTED, pack(nxt - 1))
         self.store.commit(wb)
         self._next_commit = nxt
         self._marks.last_committed = nxt - 1
         with self._lock:
-            heads = self._heads
-            get = heads.get
             for batch in group:
-                # A resource's head still naming an access of this batch names its last one;
-                # replace it by that access's output, the committed state.
-                base = batch._serial << _SHIFT
-                outs = batch._outs
-                i = 0
-                for key in batch._rids:
-                    if get(key) == base | i:
-                        heads[key] = outs[i]
-                    i += 1
+                # Heads may still name this batch's accesses: keep its outputs, which are now
+                # committed states, until the next sweep resolves those heads.
+                if batch._outs:
+                    self._retired[batch._serial] = batch._outs
+                    self._retired_size += len(batch._outs)
                 del self._inflight[batch.index]
                 del self._by_serial[batch._serial]
                 self._in_flight_txs -= len(batch.transactions)
                 batch._release()
-            if len(heads) > self._cache_limit:
-                self._trim_cache()
+            if self._retired_size > max(4 * len(self._heads), _SWEEP_MIN) or len(self._heads) > self._cache_limit:
+                self._sweep()
         signal(self._cond, group, stage=COMMITTED)
 
-    def _trim_cache(self) -> None:
-        """Forget the oldest committed states until the cache is 3/4 full (engine lock held)."""
+    def _sweep(self) -> None:
+        """Resolve heads that name accesses of committed batches into their states, forget those
+        batches' outputs, and trim the cache to ``cache_limit`` (engine lock held).
+
+        Runs when the kept outputs outnumber the heads four times, so its cost (one pass
+        over the heads) is spread over at least four times as many accesses.
+        """
         heads = self._heads
-        excess = len(heads) - self._cache_limit * 3 // 4
-        victims = [k for k, v in heads.items() if type(v) is VersionedState]
-        for k in itertools.islice(victims, excess):
-            del heads[k]
+        retired = self._retired
+        for key, v in heads.items():  # only values change: safe while iterating
+            if type(v) is int:
+                done = retired.get(v >> _SHIFT)
+                if done is not None:
+                    heads[key] = done[v & _MASK]
+        retired.clear()
+        self._retired_size = 0
+        excess = len(heads) - self._cache_limit
+        if excess > 0:  # forget the oldest committed states (a quarter more, so this stays rare)
+            excess += self._cache_limit // 4
+            victims = [k for k, v in heads.items() if type(v) is tuple]
+            for k in itertools.islice(victims, excess):
+                del heads[k]
 
     def _fail(self, exc: BaseException) -> None:
         if self._failure is None:
@@ -975,7 +985,7 @@ class RuntimeManager:
                         pred = preds[first] if preds is not None else None
                         if pred is None:
                             heads.pop(key, None)
-                        elif type(pred) is VersionedState:
+                        elif type(pred) is tuple:
                             heads[key] = pred
                         else:
                             pb = by_serial.get(pred >> _SHIFT)

@@ -60,6 +60,7 @@ class Store(Protocol):
 
     # Optional: ``get_many(space, keys) -> list[bytes | None]``, the values of many keys at
     # once (None where absent). The runtime uses it for first reads when a store has it.
+    # A write batch may likewise offer ``put_many(space, keys, values)``.
 
     def commit(self, batch: WriteBatch) -> None:
         """Apply ``batch`` atomically, its operations in order. Durable stores make it
@@ -88,28 +89,45 @@ def _check_bytes(what: str, value: object) -> bytes:
 
 
 class MemoryWriteBatch:
-    """A :class:`WriteBatch` for :class:`MemoryStore`."""
+    """A :class:`WriteBatch` for :class:`MemoryStore`: per space, the keys and values in order
+    (None: a delete)."""
 
-    __slots__ = ("store", "ops")
+    __slots__ = ("store", "keys", "values", "deletes")
 
     def __init__(self, store: MemoryStore) -> None:
         self.store = store
-        self.ops: list[tuple[int, bytes, bytes | None]] = []
+        self.keys: list[list[bytes]] = [[] for _ in StateSpace]
+        self.values: list[list[bytes | None]] = [[] for _ in StateSpace]
+        self.deletes = [False for _ in StateSpace]
 
     def put(self, space: StateSpace, key: bytes, value: bytes) -> None:
-        self.ops.append((_check_space(space), _check_bytes("key", key), _check_bytes("value", value)))
+        if type(space) is not StateSpace:
+            space = _check_space(space)
+        self.keys[space].append(key if type(key) is bytes else _check_bytes("key", key))
+        self.values[space].append(value if type(value) is bytes else _check_bytes("value", value))
+
+    def put_many(self, space: StateSpace, keys: list[bytes], values: list[bytes]) -> None:
+        """``put(space, k, v)`` for each pair of ``keys`` and ``values``, in order."""
+        space = _check_space(space)
+        if len(keys) != len(values):
+            raise StoreArgumentError(f"put_many got {len(keys)} keys and {len(values)} values")
+        if not all(type(k) is bytes for k in keys) or not all(type(v) is bytes for v in values):
+            keys = [_check_bytes("key", k) for k in keys]
+            values = [_check_bytes("value", v) for v in values]
+        self.keys[space] += keys
+        self.values[space] += values
 
     def delete(self, space: StateSpace, key: bytes) -> None:
-        self.ops.append((_check_space(space), _check_bytes("key", key), None))
-
-    def _put_unchecked(self, space: StateSpace, key: bytes, value: bytes) -> None:
-        self.ops.append((space, key, value))
+        space = _check_space(space)
+        self.keys[space].append(_check_bytes("key", key))
+        self.values[space].append(None)
+        self.deletes[space] = True
 
     def __len__(self) -> int:
-        return len(self.ops)
+        return sum(len(k) for k in self.keys)
 
     def __repr__(self) -> str:
-        return f"<MemoryWriteBatch of {len(self.ops)} operations>"
+        return f"<MemoryWriteBatch of {len(self)} operations>"
 
 
 class MemoryStore(Store):
@@ -178,16 +196,20 @@ class MemoryStore(Store):
             raise StoreArgumentError(f"{batch!r} was not created by this store's write_batch()")
         with self._lock:
             spaces = self._open_spaces()
-            sorted_ = self._sorted
-            for space, key, value in batch.ops:
+            for space in StateSpace:
+                keys = batch.keys[space]
+                if not keys:
+                    continue
                 d = spaces[space]
-                if value is None:
-                    if d.pop(key, None) is not None:
-                        sorted_[space] = None
+                self._sorted[space] = None
+                if batch.deletes[space]:
+                    for key, value in zip(keys, batch.values[space]):
+                        if value is None:
+                            d.pop(key, None)
+                        else:
+                            d[key] = value
                 else:
-                    if sorted_[space] is not None and key not in d:
-                        sorted_[space] = None
-                    d[key] = value
+                    d.update(zip(keys, batch.values[space]))
 
     def close(self) -> None:
         with self._lock:

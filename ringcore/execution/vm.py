@@ -39,10 +39,10 @@ class AccessHandle:
 
     __slots__ = ("_rid", "_write", "_input", "_new", "_live")
 
-    def __init__(self, resource_id: ResourceId, access_type: AccessType, input: VersionedState) -> None:
+    def __init__(self, resource_id: ResourceId, access_type: AccessType, input: tuple[Any, int, bytes]) -> None:
         self._rid = resource_id
         self._write = access_type is WRITE
-        self._input = input
+        self._input = input  # (id, version, data): a VersionedState or a plain tuple
         self._new: bytes | None = None
         self._live = True
 
@@ -59,19 +59,19 @@ class AccessHandle:
     @property
     def input(self) -> VersionedState:
         """The snapshot this transaction received: the state after every earlier transaction."""
-        return self._input
+        return VersionedState._make(self._input)
 
     @property
     def version(self) -> int:
         """The input version, plus one once this transaction has written (0: does not exist)."""
-        v = self._input.version
+        v: int = self._input[1]
         return v + 1 if self._new is not None else v
 
     @property
     def data(self) -> bytes:
         """The resource's data as this transaction sees it (empty when it does not exist)."""
         new = self._new
-        return new if new is not None else self._input.data
+        return new if new is not None else self._input[2]
 
     @data.setter
     def data(self, value: bytes) -> None:
@@ -80,7 +80,7 @@ class AccessHandle:
     @property
     def is_new(self) -> bool:
         """Whether the resource did not exist before this transaction (input version 0)."""
-        return self._input.version == 0
+        return self._input[1] == 0
 
     @property
     def written(self) -> bool:
@@ -114,8 +114,15 @@ class VmInterface:
     """Base class of VMs. Subclass it and implement :meth:`process_transaction`.
 
     Duck-typed VMs work too: any object with ``process_transaction`` (and
-    optionally ``process_batch`` and ``notarize_batch``).
+    optionally ``process_batch``, ``notarize_batch`` and ``concurrent``).
     """
+
+    concurrent: bool = True
+    """Whether running several transactions at once, on several worker threads, can be
+    faster than one at a time: the VM releases the GIL (numpy, a device dispatch), blocks
+    on I/O, or waits for anything. Set it to False for a VM that is plain Python and never
+    waits: under CPython's GIL extra threads then only contend, so the runtime keeps one
+    worker busy at a time (and wakes another only when none is)."""
 
     def process_transaction(self, tx: Any, handles: Sequence[AccessHandle]) -> Any:
         """Execute ``tx`` through ``handles`` and return its effects (any object, or None).
@@ -159,6 +166,8 @@ class NoopVm(VmInterface):
 
     Measures the runtime itself (chains, scheduling, persistence), not a VM.
     """
+
+    concurrent = False  # plain Python that never waits
 
     def process_transaction(self, tx: Any, handles: Sequence[AccessHandle]) -> None:
         return None

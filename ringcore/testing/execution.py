@@ -43,7 +43,7 @@ from ringcore.execution.vm import AccessHandle, VmInterface
 from .store import StoreFixtures, dump_space
 
 __all__ = [
-    "ScriptedTx", "RecordingVm", "BatchRecordingVm", "Aborted", "FaultyStore", "Crash",
+    "ScriptedTx", "RecordingVm", "BatchRecordingVm", "SerialRecordingVm", "Aborted", "FaultyStore", "Crash",
     "reference_run", "enc", "data_key", "rollback_key", "assert_store_matches",
     "ExecutionFixtures", "AbstractScenarioTests", "AbstractRollbackTests", "AbstractCrashTests",
     "AbstractPropertyTests", "AbstractExecutionTests",
@@ -168,6 +168,13 @@ class BatchRecordingVm(RecordingVm):
         return out
 
 
+class SerialRecordingVm(RecordingVm):
+    """The same, declared not ``concurrent``: the runtime keeps one worker busy at a time.
+    (Never give it a gated transaction: a gate would hold the only busy worker.)"""
+
+    concurrent = False
+
+
 def merged(accesses: Iterable[Access]) -> list[tuple[Any, bool]]:
     """A transaction's accesses as the runtime sees them: one per resource, WRITE if any is."""
     order: dict[Any, bool] = {}
@@ -276,10 +283,14 @@ class ExecutionFixtures(StoreFixtures):
     workers: ClassVar[int] = 2
     readers: ClassVar[int | None] = None
     vm_class: ClassVar[type[RecordingVm]] = RecordingVm
+    manager_options: ClassVar[dict[str, Any]] = {}
+    """More RuntimeManager options (``cache_limit``, ``chunk``, ``max_in_flight``)."""
 
     def manager(self, store: Store, vm: Any = None, **options: Any) -> RuntimeManager:
         options.setdefault("workers", self.workers)
         options.setdefault("readers", self.readers)
+        for key, value in self.manager_options.items():
+            options.setdefault(key, value)
         return RuntimeManager(vm if vm is not None else self.vm_class(), store, **options)
 
     def run_batches(self, m: RuntimeManager, batches: Sequence[Sequence[ScriptedTx]]) -> list[Any]:
@@ -657,13 +668,15 @@ class AbstractPropertyTests(ExecutionFixtures):
         workers = data.draw(st.integers(1, 4), label="workers")
         readers = data.draw(st.sampled_from([0, 2]), label="readers")
         chunk = data.draw(st.sampled_from([1, 3, 256]), label="chunk")
+        cache_limit = data.draw(st.sampled_from([0, 2, 1_000_000]), label="cache_limit")
         rollback = data.draw(st.none() | st.integers(0, len(batches)), label="rollback_to")
         again = self._random_batches(data.draw, "b", n_resources, data.draw(st.integers(0, 3))) if rollback is not None else []
         vm = vm_class()
         with tempfile.TemporaryDirectory() as tmp:
             store = self.make_store(Path(tmp))
             try:
-                with RuntimeManager(vm, store, workers=workers, readers=readers, chunk=chunk) as m:
+                with self.manager(store, vm, workers=workers, readers=readers, chunk=chunk,
+                                  cache_limit=cache_limit) as m:
                     scheduled = [m.schedule(b) for b in batches]
                     kept = batches
                     if rollback is not None:
@@ -692,6 +705,11 @@ class AbstractPropertyTests(ExecutionFixtures):
     @given(data=st.data())
     def test_matches_sequential_execution_with_process_batch(self, data: Any) -> None:
         self._check(data, BatchRecordingVm)
+
+    @settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(data=st.data())
+    def test_matches_sequential_execution_with_a_serial_vm(self, data: Any) -> None:
+        self._check(data, SerialRecordingVm)
 
 
 class AbstractExecutionTests(AbstractScenarioTests, AbstractRollbackTests, AbstractCrashTests, AbstractPropertyTests):
