@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import errors
+from . import errors, execution
 from .control import CONTROL_BLOCK_SIZE, ControlBlock, ErrorCode
 from .errors import *  # noqa: F403
 from .hlc import HlcClock, HlcTimestamp
@@ -66,6 +66,7 @@ from . import runtime  # noqa: E402
 __all__ = [
     "__version__",
     "errors",
+    "execution",
     # types
     "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64", "f32", "f64", "bool",
     "ScalarType", "ArrayType",

@@ -371,12 +371,20 @@ def bench_info(quick: bool = False, **_: Any) -> list[Figure]:
     )]
 
 
+def bench_execution(quick: bool = False, **_: Any) -> list[Figure]:
+    """The execution runtime: scheduled -> committed tx/s (no-op VM, MemoryStore, workers=2) vs a sequential run."""
+    from .execution.bench import bench_execution as run
+
+    return run(quick=quick)
+
+
 #: Every benchmark by name, in the order they run.
 BENCHMARKS: dict[str, Callable[..., list[Figure]]] = {
     "queue": bench_queue,
     "call": bench_call,
     "hlc": bench_hlc,
     "info": bench_info,
+    "execution": bench_execution,
 }
 
 

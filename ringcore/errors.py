@@ -25,6 +25,15 @@ __all__ = [
     "KernelTerminatedError",
     "TerminationTimeoutError",
     "ClockSkewError",
+    "ExecutionError",
+    "InvalidTransactionError",
+    "ReadOnlyAccessError",
+    "RollbackError",
+    "StoreError",
+    "StoreClosedError",
+    "StoreArgumentError",
+    "ManagerClosedError",
+    "RuntimeFailedError",
 ]
 
 
@@ -100,3 +109,53 @@ class TerminationTimeoutError(RingcoreError, TimeoutError):
 
 class ClockSkewError(RingcoreError, ValueError):
     """A received HLC timestamp is further ahead of wall time than the allowed drift."""
+
+
+# -- the transaction execution runtime (ringcore.execution) ----------------------
+
+
+class ExecutionError(RingcoreError):
+    """Base class of the transaction execution runtime's errors."""
+
+
+class InvalidTransactionError(ExecutionError, TypeError, ValueError):
+    """A transaction given to ``schedule`` is malformed: no ``accesses``, an access that is
+    not a (resource id, AccessType) pair, or a resource id of an unsupported type or range.
+
+    Nothing of the batch was scheduled.
+    """
+
+
+class ReadOnlyAccessError(ExecutionError, PermissionError):
+    """A VM wrote through a READ handle, or through a handle after its transaction ended."""
+
+
+class RollbackError(ExecutionError, ValueError):
+    """``rollback_to`` was given an index that is negative, not an integer, or in the future."""
+
+
+class StoreError(ExecutionError):
+    """A store failed or holds data the runtime cannot read (a pointer to missing data,
+    an unknown schema version)."""
+
+
+class StoreClosedError(StoreError):
+    """The store was used after ``close()``."""
+
+
+class StoreArgumentError(StoreError, TypeError, ValueError):
+    """A store was given a space, key or value it cannot take (not a StateSpace, not bytes),
+    or a write batch that another store created."""
+
+
+class ManagerClosedError(ExecutionError):
+    """The RuntimeManager was used after ``shutdown()``."""
+
+
+class RuntimeFailedError(ExecutionError):
+    """A store operation failed inside the runtime (the storage writer or a reader).
+
+    The store is still at a batch boundary (the last committed batch); batches
+    after it can no longer complete. Their waits raise this error, and so does
+    ``schedule``. Shut the manager down and open a new one on the store.
+    """

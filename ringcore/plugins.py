@@ -141,11 +141,17 @@ class PluginRegistry:
     :param load: entry-point names to load; None reads ``RINGCORE_LOAD_PLUGINS``
         (unset: every installed plugin).
     :param plugins: extra plugin objects (modules or classes with hookimpls) to register.
+
+    The core's built-in components (the MemoryStore and the no-op and ledger
+    VMs of ``ringcore.execution``) are registered through the same hooks, as
+    the plugin ``ringcore.execution._builtin``.
     """
 
     def __init__(self, load: list[str] | None = None, plugins: list[Any] | None = None) -> None:
         self._want = load
-        self._extra = list(plugins or [])
+        from .execution import _builtin  # the core's own store and VMs, through the same hooks
+
+        self._extra = [_builtin, *(plugins or [])]
         self._lock = threading.RLock()
         self._loaded = False
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)

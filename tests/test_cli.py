@@ -296,9 +296,9 @@ def test_demo_runs_every_example_on_the_auto_backend(capsys):
         status, out, err = _run(["demo", "--quick"], capsys)
     assert status == 0, out + err
     assert "auto selected cpu" in out
-    for name in ("hello_kernel", "ping_pong", "vector_add"):
+    for name in ("hello_kernel", "ping_pong", "vector_add", "ledger"):
         assert name in out
-    assert out.count("-> OK") == 3
+    assert out.count("-> OK") == 4
     assert "FAILED" not in out
     assert "µs" in out and "/s" in out  # latency and throughput figures are printed
 

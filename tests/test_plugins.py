@@ -150,11 +150,11 @@ def test_stores_and_vms_register_through_their_hooks():
 
         @hookimpl
         def register_vms(self, register):
-            register(VmSpec(name="noop", factory=object))
+            register(VmSpec(name="null", factory=object))
 
     reg = registry(Plugin())
     assert reg.store_spec("mem").factory is dict
-    assert reg.vm_spec("noop").factory is object
+    assert reg.vm_spec("null").factory is object
     with pytest.raises(ringcore.PluginError, match="pip install ringcore-rocksdb"):
         reg.store_spec("rocksdb")
 
@@ -235,7 +235,7 @@ def test_entry_point_discovery_with_a_plugin_that_fails_to_import(tmp_path, monk
     assert "missing libfoo.so" in reg.infos["bad"].error
     assert "other" not in reg.infos
     reg.load()  # safe to call twice
-    assert list(reg.vms) == ["fake-vm"]
+    assert [v for v in reg.vms if reg.vms[v].plugin == "good"] == ["fake-vm"]
 
 
 def test_an_empty_plugin_list_loads_nothing(tmp_path, monkeypatch):
@@ -243,7 +243,18 @@ def test_an_empty_plugin_list_loads_nothing(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("RINGCORE_LOAD_PLUGINS", "")
     reg = PluginRegistry().load()
-    assert reg.infos == {} and reg.backends == {}
+    assert list(reg.infos) == ["ringcore.execution._builtin"] and reg.backends == {}
+
+
+def test_the_core_registers_its_store_and_vms_through_the_same_hooks():
+    reg = PluginRegistry(load=[]).load()
+    assert reg.stores["memory"].plugin == "ringcore.execution._builtin"
+    assert {"noop", "ledger"} <= set(reg.vms)
+    store = reg.store_spec("memory").factory()
+    try:
+        assert type(store).__name__ == "MemoryStore"
+    finally:
+        store.close()
 
 
 def test_importing_ringcore_stays_light():

@@ -12,6 +12,7 @@ function that prints what happens and checks its result, and ``main(argv)``.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,7 @@ PROGRAMS = (
     ("hello_kernel", "launch, status, metrics, terminate"),
     ("ping_pong", "two kernels exchanging a message through kernel-to-kernel sends"),
     ("vector_add", "bulk vector add, checked against numpy"),
+    ("ledger", "random transfers on the transaction execution runtime, checked against a sequential replay"),
 )
 
 
@@ -60,6 +62,15 @@ def run_demo(backend: str = "auto", *, quick: bool = False, out: Callable[[str],
     name = backend
     t0 = time.perf_counter()
     for i, (prog, what) in enumerate(PROGRAMS, 1):
+        if prog == "ledger":  # the execution runtime: no kernel backend involved
+            from ringcore.execution.ledger import run as run_ledger
+
+            out("")
+            out(f"{i}. {prog}: {what}")
+            results[prog] = run_ledger(accounts=200 if quick else 1000, transfers=10_000 if quick else 100_000,
+                                       batch_size=1_000 if quick else 5_000, workers=2, out=out,
+                                       stream=sys.stdout if out is print else None)
+            continue
         with ringcore.runtime(backend) as rt:
             name = rt.backend_name
             if i == 1:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 # for ringcore.execution._builtin) costs almost nothing.
 _EXPORTS = {
     "batch": ["RuntimeBatch", "TxResult"],
-    "errors": ["ExecutionError", "InvalidTransactionError", "ManagerClosedError", "ReadOnlyAccessError",
+    "..errors": ["ExecutionError", "InvalidTransactionError", "ManagerClosedError", "ReadOnlyAccessError",
                "RollbackError", "RuntimeFailedError", "StoreArgumentError", "StoreClosedError", "StoreError"],
     "manager": ["RuntimeManager"],
     "resource": ["READ", "WRITE", "Access", "AccessType", "ResourceId", "SimpleTransaction", "Transaction",
@@ -59,7 +59,7 @@ def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'ringcore.execution' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(module if module.startswith("..") else f".{module}", __name__), name)
     globals()[name] = value
     return value
 
@@ -70,7 +70,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from .batch import RuntimeBatch, TxResult
-    from .errors import (
+    from ..errors import (
         ExecutionError,
         InvalidTransactionError,
         ManagerClosedError,

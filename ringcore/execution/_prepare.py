@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from .errors import InvalidTransactionError
+from ..errors import InvalidTransactionError
 from .resource import READ, WRITE, encode_resource_id, normalize_resource_id
 
 __all__ = ["prepare", "INT_KEY"]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from ..errors import RingTimeoutError
-from .errors import RuntimeFailedError
+from ..errors import RuntimeFailedError
 from .state import StateDiff, VersionedState
 
 __all__ = ["RuntimeBatch", "TxResult", "SCHEDULED", "PROCESSED", "PERSISTED", "COMMITTED"]

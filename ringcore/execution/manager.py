@@ -56,7 +56,7 @@ from ..errors import RingTimeoutError
 from ._prepare import INT_KEY as _INT_KEY
 from ._prepare import prepare as _prepare
 from .batch import COMMITTED, PERSISTED, PROCESSED, RuntimeBatch, signal
-from .errors import (
+from ..errors import (
     ExecutionError,
     ManagerClosedError,
     RollbackError,

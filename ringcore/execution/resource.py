@@ -30,7 +30,7 @@ import operator
 from collections.abc import Iterable
 from typing import Any, NamedTuple, Protocol, Union, runtime_checkable
 
-from .errors import InvalidTransactionError
+from ..errors import InvalidTransactionError
 
 __all__ = [
     "ResourceId",

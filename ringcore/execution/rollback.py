@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .errors import StoreError
+from ..errors import StoreError
 from .state import (
     META_LAST_COMMITTED,
     META_LAST_PERSISTED,

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
-from .errors import StoreArgumentError, StoreClosedError
+from ..errors import StoreArgumentError, StoreClosedError
 from .state import StateSpace
 
 __all__ = ["Store", "WriteBatch", "MemoryStore", "MemoryWriteBatch"]
@@ -45,7 +45,7 @@ class Store(Protocol):
 
     Every method may be called from several threads at once. After
     :meth:`close`, every method but ``close`` raises
-    :class:`~ringcore.execution.errors.StoreClosedError`.
+    :class:`~ringcore.errors.StoreClosedError`.
     """
 
     def get(self, space: StateSpace, key: bytes) -> bytes | None:

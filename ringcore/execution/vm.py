@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import ReadOnlyAccessError
+from ..errors import ReadOnlyAccessError
 from .resource import READ, WRITE, AccessType, ResourceId
 from .state import VersionedState
 

@@ -18,6 +18,13 @@ their own::
 The kernels and messages the suites use are in :mod:`ringcore.testing.kernels`,
 written in the restricted style a kernel compiler accepts. Importing this
 package needs pytest.
+
+Stores for the transaction execution runtime have their own suites, imported
+by full path: :mod:`ringcore.testing.store` (``AbstractStoreTests``: the Store
+protocol, key encodings, atomic commits) and :mod:`ringcore.testing.execution`
+(``AbstractExecutionTests``: the runtime's end-to-end scenarios and a
+hypothesis property test against a sequential run, over the store under test;
+it needs hypothesis). See docs/execution.md.
 """
 
 from __future__ import annotations

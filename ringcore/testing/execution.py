@@ -588,7 +588,7 @@ class AbstractRollbackTests(ExecutionFixtures):
         assert_store_matches(store, reference_run(batches[:2] + more)[0], 5)
 
     def test_rollback_index_is_checked(self, store: Store) -> None:
-        from ringcore.execution.errors import RollbackError
+        from ringcore.errors import RollbackError
 
         with self.manager(store) as m:
             self.run_batches(m, [[tx("t1", (A, W), writes={A: b"x"})]])
@@ -614,7 +614,7 @@ class AbstractCrashTests(ExecutionFixtures):
 
     @pytest.mark.parametrize("crash_at", [2, 3, 4, 5, 6, 7, 8, 9])
     def test_crash_at_any_commit_recovers_to_a_boundary(self, store: Store, store_path: Path, crash_at: int) -> None:
-        from ringcore.execution.errors import RuntimeFailedError
+        from ringcore.errors import RuntimeFailedError
 
         batches = self._crash_batches()
         faulty = FaultyStore(store, fail_commit=crash_at)

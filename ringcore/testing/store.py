@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from ringcore.execution.errors import StoreClosedError
+from ringcore.errors import StoreClosedError
 from ringcore.execution.state import StateSpace
 from ringcore.execution.store import Store
 
