@@ -623,6 +623,7 @@ class KernelHandle:
         )
 
     def metrics(self) -> KernelMetrics:
+        """A snapshot of the kernel's counters, queue depths, latency histogram and alerts."""
         cb = self.control
         ins, outs = self.input_queue.stats(), self.output_queue.stats()
         lat = self.telemetry.latency

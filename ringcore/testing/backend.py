@@ -427,6 +427,22 @@ class AbstractCallTests(BackendFixtures):
         for i in range(300):
             assert h.call(K.Num(value=i - 150, tag=i)).doubled == 2 * (i - 150)
 
+    def test_the_first_reply_answers_a_call_and_a_duplicate_is_dropped(self, runtime):
+        # tee both forwards the request to echo (which answers the call too) and replies:
+        # each call gets exactly one reply, and the second is counted, not delivered.
+        runtime.launch(K.echo)
+        tee = runtime.launch(K.tee)
+        for i in range(20):
+            reply = tee.call(K.Num(value=i, tag=i), timeout=PATIENCE)
+            assert (reply.value, reply.doubled, reply.tag) == (i, 2 * i, i)
+
+        def all_counted() -> bool:
+            extra = tee.try_receive()  # routes what the output queue holds
+            assert extra is None, f"a duplicate reply reached receive(): {extra}"
+            return tee.metrics().late_replies == 20
+
+        wait_until(all_counted, "20 duplicate replies counted")
+
     def test_call_many_in_request_order(self, runtime):
         h = runtime.launch(K.echo)
         req = _nums(1000, offset=500)

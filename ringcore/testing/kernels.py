@@ -17,7 +17,7 @@ from ringcore import DeliveryResult, f32, i32, u32
 
 __all__ = [
     "Num", "Echoed", "Total", "Ball", "Hop", "HopDone", "Route", "Routed", "Flood", "Flooded", "Reading",
-    "echo", "accumulate", "histogram", "sink", "bounce", "relay", "router", "flood", "fragile", "evens_only",
+    "echo", "tee", "accumulate", "histogram", "sink", "bounce", "relay", "router", "flood", "fragile", "evens_only",
     "thermometer",
     "DELIVERY_CODES", "NO_PEER",
 ]
@@ -125,6 +125,13 @@ NO_PEER = 0xFFFFFFFF
 @ringcore.kernel(id="echo")
 def echo(ctx, msg: Num) -> Echoed:
     """Reply with the value, twice the value, and the tag."""
+    return Echoed(value=msg.value, doubled=msg.value * 2, tag=msg.tag)
+
+
+@ringcore.kernel(id="tee")
+def tee(ctx, msg: Num) -> Echoed:
+    """Forward the message to ``echo`` (the call's reply obligation goes with it) and reply too."""
+    ctx.send("echo", msg)
     return Echoed(value=msg.value, doubled=msg.value * 2, tag=msg.tag)
 
 
