@@ -69,7 +69,6 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .batch import RuntimeBatch, TxResult
     from ..errors import (
         ExecutionError,
         InvalidTransactionError,
@@ -81,6 +80,7 @@ if TYPE_CHECKING:
         StoreClosedError,
         StoreError,
     )
+    from .batch import RuntimeBatch, TxResult
     from .manager import RuntimeManager
     from .resource import (
         READ,

@@ -21,8 +21,7 @@ import threading
 from collections.abc import Callable, Generator
 from typing import Any
 
-from ..errors import RingTimeoutError
-from ..errors import RuntimeFailedError
+from ..errors import RingTimeoutError, RuntimeFailedError
 from .state import StateDiff, VersionedState
 
 __all__ = ["RuntimeBatch", "TxResult", "SCHEDULED", "PROCESSED", "PERSISTED", "COMMITTED"]

@@ -52,17 +52,17 @@ from collections.abc import Iterable
 from typing import Any
 
 from .._sync import Doorbell
-from ..errors import RingTimeoutError
-from ._prepare import INT_KEY as _INT_KEY
-from ._prepare import prepare as _prepare
-from .batch import COMMITTED, PERSISTED, PROCESSED, RuntimeBatch, signal
 from ..errors import (
     ExecutionError,
     ManagerClosedError,
+    RingTimeoutError,
     RollbackError,
     RuntimeFailedError,
     StoreError,
 )
+from ._prepare import INT_KEY as _INT_KEY
+from ._prepare import prepare as _prepare
+from .batch import COMMITTED, PERSISTED, PROCESSED, RuntimeBatch, signal
 from .resource import READ, WRITE, ResourceId, decode_resource_id, encode_resource_id, normalize_resource_id
 from .rollback import open_store, undo_batches
 from .state import (
