@@ -29,40 +29,7 @@ it needs hypothesis). See docs/execution.md.
 
 from __future__ import annotations
 
-from .backend import (
-    AbstractAsyncTests,
-    AbstractBackendTests,
-    AbstractBadInputTests,
-    AbstractCallTests,
-    AbstractHlcTests,
-    AbstractK2KTests,
-    AbstractLifecycleTests,
-    AbstractMessagingTests,
-    AbstractMetricsTests,
-    AbstractPubSubTests,
-    AbstractStateTests,
-    AbstractTerminationTests,
-    BackendFixtures,
-    receive_n,
-    wait_processed,
-    wait_until,
-)
+from . import backend
+from .backend import *  # noqa: F403  (the suite's public names, listed once in backend.__all__)
 
-__all__ = [
-    "AbstractBackendTests",
-    "AbstractLifecycleTests",
-    "AbstractMessagingTests",
-    "AbstractCallTests",
-    "AbstractStateTests",
-    "AbstractK2KTests",
-    "AbstractPubSubTests",
-    "AbstractTerminationTests",
-    "AbstractBadInputTests",
-    "AbstractMetricsTests",
-    "AbstractHlcTests",
-    "AbstractAsyncTests",
-    "BackendFixtures",
-    "wait_until",
-    "wait_processed",
-    "receive_n",
-]
+__all__ = list(backend.__all__)
