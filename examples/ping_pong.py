@@ -14,6 +14,7 @@ the very same code from an installed package; this file only launches it. The ke
     def ping(ctx, ball: Ball) -> Ball | None:
         ctx.state.hits += 1
         if ball.round >= ball.rounds:
+            # The rally is over: this return is the reply to the host's call.
             return Ball(round=ball.round, rounds=ball.rounds, hits=ball.hits + 1)
         ctx.send("pong", Ball(round=ball.round, rounds=ball.rounds, hits=ball.hits + 1))
         return None

@@ -127,3 +127,20 @@ def test_handlers_run_as_plain_python():
 
     reply = hello_kernel.hello(Ctx, hello_kernel.Greet(n=9))
     assert int(reply.n) == 10 and int(reply.served) == 5
+
+
+@pytest.mark.parametrize("name", ["hello_kernel", "ping_pong", "vector_add"])
+def test_kernels_quoted_in_an_example_are_the_ones_it_runs(name):
+    """Each example's docstring shows its kernels: they must be the demo module's code, verbatim."""
+    import ast
+    import importlib
+    import inspect
+    import textwrap
+
+    path = EXAMPLES / f"{name}.py"
+    doc = ast.get_docstring(ast.parse(path.read_text()))
+    quoted = textwrap.dedent(doc.split("The kernel:" if "The kernel:" in doc else "The kernels:", 1)[1]).strip()
+    module = importlib.import_module(f"ringcore.demo.{name}")
+    source = inspect.getsource(module)
+    for block in quoted.split("\n\n"):
+        assert block.strip() in source, f"examples/{name}.py quotes code that {module.__name__} does not contain"

@@ -684,34 +684,28 @@ class AbstractTerminationTests(BackendFixtures):
         h = runtime.launch(K.echo)
         stop = threading.Event()
 
-        def sender() -> int:
-            n = 0
-            try:
-                while not stop.is_set():
-                    h.send(K.Num(value=n, tag=n), timeout=PATIENCE)
-                    n += 1
-            except KernelTerminatedError:
-                return n
-            return -1
+        def until_terminated(send_some: Callable[[int], int]) -> Callable[[], int]:
+            """Send with ``send_some(n) -> sent`` until the kernel refuses; how many went in."""
+            def run() -> int:
+                n = 0
+                try:
+                    while not stop.is_set():
+                        n += send_some(n)
+                except KernelTerminatedError:
+                    return n
+                return -1  # stopped without ever being refused
+            return run
 
-        def caller() -> int:
-            n = 0
-            try:
-                while not stop.is_set():
-                    h.call(K.Num(value=n, tag=n), timeout=PATIENCE)
-                    n += 1
-            except KernelTerminatedError:
-                return n
-            return -1
+        def send_one(n: int) -> int:
+            h.send(K.Num(value=n, tag=n), timeout=PATIENCE)
+            return 1
 
-        def bulk() -> int:
-            n = 0
-            try:
-                while not stop.is_set():
-                    n += h.send_many(_nums(64), timeout=PATIENCE)
-            except KernelTerminatedError:
-                return n
-            return -1
+        def call_one(n: int) -> int:
+            h.call(K.Num(value=n, tag=n), timeout=PATIENCE)
+            return 1
+
+        sender, caller = until_terminated(send_one), until_terminated(call_one)
+        bulk = until_terminated(lambda n: h.send_many(_nums(64), timeout=PATIENCE))
 
         threads = [_started(sender, "sender"), _started(caller, "caller"), _started(bulk, "bulk")]
         wait_processed(h, 300)
