@@ -21,6 +21,7 @@ __all__ = [
     "RingTimeoutError",
     "LifecycleError",
     "KernelDefinitionError",
+    "KernelCompileError",
     "KernelError",
     "KernelTerminatedError",
     "TerminationTimeoutError",
@@ -31,6 +32,7 @@ __all__ = [
     "RollbackError",
     "StoreError",
     "StoreClosedError",
+    "StoreLockedError",
     "StoreArgumentError",
     "ManagerClosedError",
     "RuntimeFailedError",
@@ -67,6 +69,23 @@ class TypeDefinitionError(RingcoreError, TypeError):
 
 class KernelDefinitionError(RingcoreError, TypeError):
     """A ``@ringcore.kernel`` declaration is invalid (signature, types, options)."""
+
+
+class KernelCompileError(KernelDefinitionError):
+    """A kernel (or ``@ringcore.func``) uses something the kernel language or a target cannot compile.
+
+    The message names the file, line, column and construct, shows the source
+    line and says what to write instead. The parts are attributes too.
+    """
+
+    def __init__(self, message: str, *, filename: str = "", line: int = 0, col: int = 0,
+                 construct: str = "", target: str = "") -> None:
+        super().__init__(message)
+        self.filename = filename
+        self.line = line
+        self.col = col
+        self.construct = construct
+        self.target = target
 
 
 class MessageTypeError(RingcoreError, TypeError):
@@ -141,6 +160,11 @@ class StoreError(ExecutionError):
 
 class StoreClosedError(StoreError):
     """The store was used after ``close()``."""
+
+
+class StoreLockedError(StoreError):
+    """A durable store's directory is held by another open store: another process, or another
+    store object of this process that was not closed. The message names the path."""
 
 
 class StoreArgumentError(StoreError, TypeError, ValueError):

@@ -1,0 +1,79 @@
+"""The kernel language's math builtins, as plain Python functions (the reference semantics).
+
+Each keeps its argument's type, as the compiled targets do: ``ringcore.sqrt``
+of an f32 is an f32 (``math.sqrt`` would give a 64-bit Python float). Python's
+own ``abs``, ``min`` and ``max`` are builtins of the language too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["sqrt", "exp", "log", "sin", "cos", "tanh", "floor", "ceil", "pow", "fma", "clamp", "isnan", "func"]
+
+_FLOATS = (np.float32, np.float64, float)
+
+
+def _float(x: Any, name: str) -> Any:
+    if isinstance(x, _FLOATS):
+        return x
+    raise TypeError(f"ringcore.{name} takes a float (f32 or f64), got {type(x).__name__} {x!r}; "
+                    f"cast it first, e.g. ringcore.{name}(ringcore.f32(x))")
+
+
+def _unary(ufunc: Any, name: str):
+    def f(x: Any) -> Any:
+        with np.errstate(all="ignore"):
+            return ufunc(_float(x, name))
+    f.__name__ = f.__qualname__ = name
+    f.__doc__ = f"``{name}(x)`` of a float, in its own precision (numpy's ``{ufunc.__name__}``)."
+    return f
+
+
+sqrt = _unary(np.sqrt, "sqrt")
+exp = _unary(np.exp, "exp")
+log = _unary(np.log, "log")
+sin = _unary(np.sin, "sin")
+cos = _unary(np.cos, "cos")
+tanh = _unary(np.tanh, "tanh")
+floor = _unary(np.floor, "floor")
+ceil = _unary(np.ceil, "ceil")
+
+
+def pow(x: Any, y: Any) -> Any:  # noqa: A001 (the kernel language's name)
+    """``x ** y`` for floats (numpy's ``power``)."""
+    with np.errstate(all="ignore"):
+        return np.power(_float(x, "pow"), _float(y, "pow"))
+
+
+def fma(a: Any, b: Any, c: Any) -> Any:
+    """``a * b + c`` rounded once (for f32: the exact product and sum in f64, rounded to f32)."""
+    for v in (a, b, c):
+        _float(v, "fma")
+    with np.errstate(all="ignore"):
+        if isinstance(a, np.float32) and isinstance(b, np.float32) and isinstance(c, np.float32):
+            return np.float32(np.float64(a) * np.float64(b) + np.float64(c))
+        return a * b + c
+
+
+def clamp(x: Any, lo: Any, hi: Any) -> Any:
+    """``min(max(x, lo), hi)``, with Python's ``min``/``max`` (the first argument wins ties and NaN)."""
+    return min(max(x, lo), hi)
+
+
+def isnan(x: Any) -> Any:
+    """Whether a float is NaN (a bool)."""
+    return np.isnan(_float(x, "isnan"))
+
+
+def func(f: Any) -> Any:
+    """Mark ``f`` as callable from kernels (and from other functions); it stays a plain function.
+
+    Parameters need ringcore type annotations (``def lerp(a: f32, b: f32, t: f32) -> f32``).
+    """
+    if not callable(f) or not hasattr(f, "__code__"):
+        raise TypeError(f"@ringcore.func decorates a function, not {f!r}")
+    f.__ringcore_func__ = True
+    return f
