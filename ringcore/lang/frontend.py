@@ -1003,12 +1003,13 @@ class _Lowerer:
         t = v.type if not v.weak else v.type
         if t.kind == "b":
             raise self.err(node, "subscript", "an index must be an integer, not bool")
-        if t.bits < 32:
-            t = I32 if t.kind == "i" or t.bits < 32 else t
+        if t.bits < 32:  # u8/u16/i8/i16: checked as i32
+            t = I32
             e = Cast(t, e, pos=p)
         text = f"index out of range for {label} ({dim} elements)"
         if t.kind != "i":
             e = self.spill(_Val(e), out, node).e
+            bad: Expr = Compare(BOOL, "ge", e, Const(t, dim), pos=p)
         else:
             name = self.new_tmp(t)
             ref = Ref("local", name, None, t)
@@ -1018,8 +1019,6 @@ class _Lowerer:
             e = Load(t, ref, pos=p)
             bad = Logical(BOOL, "or", Compare(BOOL, "lt", e, Const(t, 0), pos=p),
                           Compare(BOOL, "ge", e, Const(t, dim), pos=p), pos=p)
-        else:
-            bad = Compare(BOOL, "ge", e, Const(t, dim), pos=p)
         body: list[Stmt] = []
         self.fail(body, "IndexError", text, node)
         out.append(If(bad, body, [], pos=p))
