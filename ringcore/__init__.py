@@ -37,6 +37,8 @@ from .hlc import HlcClock, HlcTimestamp
 from .hookspecs import hookimpl
 from .k2k import DeliveryResult
 from .kernel import KernelDef, KernelMode, KernelState, LaunchOptions, OverflowPolicy, kernel
+from .lang import compile, func  # noqa: A004  (ringcore.compile is the kernel compiler)
+from .lang.builtins import ceil, clamp, cos, exp, floor, fma, isnan, log, pow, sin, sqrt, tanh  # noqa: A004
 from .message import (
     HEADER_DTYPE,
     HEADER_SIZE,
@@ -77,6 +79,8 @@ __all__ = [
     "kernel", "KernelDef", "KernelMode", "KernelState", "LaunchOptions", "OverflowPolicy",
     "runtime", "create_runtime", "RingKernelRuntime", "KernelHandle", "KernelStatus", "KernelMetrics",
     "DeviceInfo", "DeliveryResult",
+    # the kernel language
+    "compile", "func", "sqrt", "exp", "log", "sin", "cos", "tanh", "floor", "ceil", "pow", "fma", "clamp", "isnan",
     # building blocks
     "RingQueue", "QueueStats", "HlcClock", "HlcTimestamp", "ControlBlock", "CONTROL_BLOCK_SIZE", "ErrorCode",
     # plugins

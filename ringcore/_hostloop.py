@@ -89,9 +89,10 @@ class KernelContext:
         #: The kernel's persistent state (attribute access), or None when it declares none.
         self.state = StateView(st[0]) if st is not None else None
         self.kernel_id = handle.name
-        self.kernel_number = handle.number
-        #: The index of this message within its batch (the lane that runs it on a device).
-        self.thread_id = 0
+        #: This kernel's number in its runtime (a u32, as in compiled kernels).
+        self.kernel_number = np.uint32(handle.number)
+        #: The index of this message within its batch (the lane that runs it on a device; a u32).
+        self.thread_id = np.uint32(0)
         #: The current message's header (a MessageHeader).
         self.header = None
         self._forwarded = False
@@ -111,6 +112,55 @@ class KernelContext:
         if result is DeliveryResult.DELIVERED:
             self._forwarded = True
         return result
+
+    # Atomic updates of kernel state. In reference mode messages run one at a time, so these
+    # are plain read-modify-writes; compiled kernels that use only atomics run messages in parallel.
+
+    def _rmw(self, field: str, index: Any, update: Any) -> Any:
+        st = self._handle.state_array
+        if st is None:
+            raise AttributeError(f"kernel {self.kernel_id!r} declares no state")
+        rec = st[0]
+        if field not in (rec.dtype.names or ()):
+            raise AttributeError(f"the kernel state has no field {field!r}; its fields are {list(rec.dtype.names)}")
+        arr = st[field]  # shape (1, *dims): a view, so writes land in the state
+        view = arr.reshape(arr.shape[1:]) if arr.ndim > 1 else arr
+        key = () if arr.ndim == 1 else (tuple(index) if isinstance(index, tuple) else index)
+        if arr.ndim == 1:
+            if index is not None:
+                raise TypeError(f"state field {field!r} is a scalar; it takes no index")
+            key = 0
+        elif index is None:
+            raise TypeError(f"state field {field!r} is an array; pass the element's index")
+        old = view[key]
+        new = update(old)
+        if new is not None:
+            view[key] = new
+        return old
+
+    def atomic_add(self, field: str, value: Any, index: Any = None) -> Any:
+        """Add ``value`` to state field ``field`` (element ``index`` of an array); returns the old value."""
+        return self._rmw(field, index, lambda old: old + value)
+
+    def atomic_sub(self, field: str, value: Any, index: Any = None) -> Any:
+        """Subtract ``value`` from a state field; returns the old value."""
+        return self._rmw(field, index, lambda old: old - value)
+
+    def atomic_min(self, field: str, value: Any, index: Any = None) -> Any:
+        """Store ``min(old, value)``; returns the old value."""
+        return self._rmw(field, index, lambda old: min(old, value))
+
+    def atomic_max(self, field: str, value: Any, index: Any = None) -> Any:
+        """Store ``max(old, value)``; returns the old value."""
+        return self._rmw(field, index, lambda old: max(old, value))
+
+    def atomic_exchange(self, field: str, value: Any, index: Any = None) -> Any:
+        """Store ``value``; returns the old value."""
+        return self._rmw(field, index, lambda old: value)
+
+    def atomic_cas(self, field: str, expected: Any, desired: Any, index: Any = None) -> Any:
+        """Store ``desired`` if the field equals ``expected``; returns the old value either way."""
+        return self._rmw(field, index, lambda old: desired if old == expected else None)
 
     def publish(self, topic: str, msg: Any) -> int:
         """Publish ``msg`` on ``topic``; returns how many subscribers received it."""
@@ -165,7 +215,7 @@ class ReferenceExecutor:
         ctx = self.ctx
         with np.errstate(all="ignore"):  # fixed-width integers wrap, as on every target
             for i in range(n):
-                ctx.thread_id = i
+                ctx.thread_id = np.uint32(i)
                 reply, fwd, err = handle(MessageHeader._make(heads[i]), payloads[i])
                 if fwd:
                     forwarded[i] = True
@@ -174,7 +224,7 @@ class ReferenceExecutor:
                 elif reply is not None:
                     replies[i] = reply
                     has_reply[i] = True
-        ctx.thread_id = 0
+        ctx.thread_id = np.uint32(0)
         return BatchResult(replies, has_reply, forwarded, errors)
 
     def close(self) -> None:

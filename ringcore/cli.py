@@ -1,4 +1,4 @@
-"""The ``ringcore`` command: ``info``, ``demo``, ``bench``, and commands that plugins add.
+"""The ``ringcore`` command: ``info``, ``demo``, ``bench``, ``compile``, and commands that plugins add.
 
 Plugins add commands through the ``register_commands(cli)`` hook; ``cli`` is a
 :class:`CommandLine`, whose :meth:`CommandLine.add_command` takes the name,
@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["CommandLine", "collect_info", "explain_auto", "format_info", "main"]
+__all__ = ["CommandLine", "collect_info", "explain_auto", "format_info", "load_kernels", "main"]
 
 PROG = "ringcore"
 ENV_DEBUG = "RINGCORE_DEBUG"
@@ -258,6 +258,81 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- ringcore compile -----------------------------------------------------------
+
+
+def load_kernels(spec: str) -> list[Any]:
+    """The kernels ``FILE.py[:NAME]`` or ``package.module[:NAME]`` names (NAME: a variable or a kernel id)."""
+    import importlib
+    import importlib.util
+
+    from .errors import KernelDefinitionError
+    from .kernel import KernelDef
+
+    where, _, name = spec.partition(":")
+    if where.endswith(".py") or os.sep in where:
+        path = os.path.abspath(where)
+        if not os.path.isfile(path):
+            raise KernelDefinitionError(f"no such file: {where}")
+        # A file inside a package is imported as its module (its relative imports then work).
+        root, parts = os.path.dirname(path), [os.path.splitext(os.path.basename(path))[0]]
+        while os.path.isfile(os.path.join(root, "__init__.py")):
+            root, pkg = os.path.split(root)
+            parts.insert(0, pkg)
+        sys.path.insert(0, root)
+        try:
+            if len(parts) > 1:
+                module = importlib.import_module(".".join(parts))
+            else:
+                mod_name = "_ringcore_compile_" + "".join(c if c.isalnum() else "_" for c in path)
+                mspec = importlib.util.spec_from_file_location(mod_name, path)
+                module = importlib.util.module_from_spec(mspec)
+                sys.modules[mod_name] = module  # dataclasses and inspect.getsource look it up
+                mspec.loader.exec_module(module)
+        finally:
+            sys.path.remove(root)
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as exc:
+            raise KernelDefinitionError(f"cannot import {where!r}: {exc}; pass a .py file or a module name") from None
+    found = {k: v for k, v in vars(module).items() if isinstance(v, KernelDef)}
+    if not name:
+        if not found:
+            raise KernelDefinitionError(f"{where} defines no @ringcore.kernel")
+        return list(found.values())
+    if name in found:
+        return [found[name]]
+    by_id = [k for k in found.values() if k.id == name]
+    if by_id:
+        return by_id
+    raise KernelDefinitionError(f"{where} has no kernel {name!r}; its kernels are "
+                                f"{', '.join(sorted(found)) or 'none'}")
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from . import lang
+    from .lang.ir import format_stmts
+
+    kernels = load_kernels(args.kernel)
+    for k in kernels:
+        if len(kernels) > 1:
+            print(f"// ---- kernel {k.id!r} ({args.target})")
+        if args.target == "ir":
+            kir = lang.lower(k)
+            mode = "serial" if kir.serial else "parallel"
+            print(f"# kernel {k.id!r}: {kir.input.name} -> {kir.output.name if kir.output else 'None'} ({mode})")
+            for name, f in kir.funcs.items():
+                print(f"def {name}({', '.join(f'{p}: {t.name}' for p, t in f.params)}):")
+                print(format_stmts(f.body, 1))
+            print(format_stmts(kir.body))
+            for i, e in enumerate(kir.errors, 1):
+                print(f"# error site {i}: {e.describe(kir.filename)}")
+        else:
+            print(lang.compile(k, args.target))
+    return 0
+
+
 # -- main ---------------------------------------------------------------------
 
 
@@ -288,12 +363,22 @@ def _parser() -> tuple[argparse.ArgumentParser, CommandLine]:
         p.add_argument("--only", action="append", choices=sorted(BENCHMARKS), metavar="NAME",
                        help=f"run only this benchmark (repeatable): {', '.join(sorted(BENCHMARKS))}")
 
+    def compile_args(p: argparse.ArgumentParser) -> None:
+        from .lang import TARGETS
+
+        p.add_argument("kernel", metavar="FILE:KERNEL",
+                       help="a .py file or module, and optionally a kernel in it (all of them by default)")
+        p.add_argument("--target", default="numpy", choices=[*TARGETS, "ir"],
+                       help="what to print: a target's source (default: numpy), or the typed IR")
+
     cli.add_command("info", help="show plugins, backends (with devices), the auto choice, stores and VMs",
                     configure=info_args, run=_cmd_info)
     cli.add_command("demo", help="run the example programs on a backend, with latency and throughput",
                     configure=demo_args, run=_cmd_demo)
     cli.add_command("bench", help="run the benchmarks: figures next to same-run baselines and targets",
                     configure=bench_args, run=_cmd_bench)
+    cli.add_command("compile", help="print the source a kernel compiles to for a target (numpy, cuda, opencl, wgsl)",
+                    configure=compile_args, run=_cmd_compile)
     return parser, cli
 
 

@@ -719,7 +719,7 @@ class RingKernelRuntime:
         except BaseException as exc:
             self._forget(handle)
             handle._state = KernelState.TERMINATED
-            if isinstance(exc, BackendError):
+            if isinstance(exc, (BackendError, KernelDefinitionError)):  # a compile error names the user's line
                 raise
             raise BackendError(f"the {self.backend_name} backend could not launch kernel {name!r}: {exc}") from exc
         handle._transition(KernelState.LAUNCHED)

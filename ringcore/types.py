@@ -80,6 +80,9 @@ class ScalarType:
         if isinstance(value, (float, np.floating)):
             if not math.isfinite(value):
                 raise ValueError(f"cannot cast {value!r} to {self.name}: it is not finite")
+            if abs(float(value)) >= 2.0 ** 63:
+                # Beyond what every target converts exactly (through a 64-bit integer).
+                raise ValueError(f"cannot cast {value!r} to {self.name}: it is beyond +-2**63")
             value = math.trunc(float(value))  # numpy float32 has no __trunc__
         value = int(value) & ((1 << self.bits) - 1)
         if self.kind == "i" and value >= 1 << (self.bits - 1):
@@ -117,6 +120,10 @@ class ArrayType:
     @property
     def size(self) -> int:
         return math.prod(self.shape)
+
+    def __call__(self) -> np.ndarray:
+        """A zero-filled array of this type: ``buf = ringcore.f32[8]()`` (a local array in a kernel)."""
+        return np.zeros(self.shape, self.elem.dtype)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ArrayType) and (self.elem, self.shape) == (other.elem, other.shape)

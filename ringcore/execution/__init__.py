@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "batch": ["RuntimeBatch", "TxResult"],
     "..errors": ["ExecutionError", "InvalidTransactionError", "ManagerClosedError", "ReadOnlyAccessError",
-               "RollbackError", "RuntimeFailedError", "StoreArgumentError", "StoreClosedError", "StoreError"],
+               "RollbackError", "RuntimeFailedError", "StoreArgumentError", "StoreClosedError", "StoreError",
+               "StoreLockedError"],
     "manager": ["RuntimeManager"],
     "resource": ["READ", "WRITE", "Access", "AccessType", "ResourceId", "SimpleTransaction", "Transaction",
                  "decode_resource_id", "encode_resource_id"],
@@ -51,7 +52,7 @@ __all__ = [
     "Store", "WriteBatch", "MemoryStore",
     "VmInterface", "AccessHandle", "NoopVm",
     "ExecutionError", "InvalidTransactionError", "ReadOnlyAccessError", "RollbackError", "StoreError",
-    "StoreClosedError", "StoreArgumentError", "ManagerClosedError", "RuntimeFailedError",
+    "StoreClosedError", "StoreLockedError", "StoreArgumentError", "ManagerClosedError", "RuntimeFailedError",
 ]
 
 
@@ -79,6 +80,7 @@ if TYPE_CHECKING:
         StoreArgumentError,
         StoreClosedError,
         StoreError,
+        StoreLockedError,
     )
     from .batch import RuntimeBatch, TxResult
     from .manager import RuntimeManager

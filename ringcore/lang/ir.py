@@ -569,8 +569,8 @@ def format_expr(e: Any) -> str:
         extra = f", expected={format_expr(e.expected)}" if e.expected is not None else ""
         return f"atomic_{e.op}({format_ref(e.ref)}, {format_expr(e.value)}{extra})"
     if isinstance(e, Send):
-        t = e.target if isinstance(e.target, str) else format_expr(e.target)
-        return f"send({t!r}, {format_msg(e.msg)})"
+        t = repr(e.target) if isinstance(e.target, str) else format_expr(e.target)
+        return f"send({t}, {format_msg(e.msg)})"
     if isinstance(e, CtxValue):
         return f"ctx.{e.name}"
     if isinstance(e, Ref):
