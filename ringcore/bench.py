@@ -14,6 +14,10 @@ scheduling hiccup does not decide a result.
 - ``hlc``: ``HlcClock.tick`` vs one ``time.time_ns()`` call, and
   ``HlcClock.stamp_many`` bulk stamping vs ticking one at a time.
 - ``info``: wall time of ``ringcore info`` in a fresh process vs ``python -c pass``.
+- ``execution``: the transaction runtime's committed tx/s vs a sequential run.
+- ``lang``: the kernel compiler (codegen time per kernel and target vs CPython's
+  ``compile()``, cached recompiles) and vector add on the CPU backend's numpy
+  target vs reference mode (see ``ringcore.lang.bench``).
 
 Nothing here is asserted in tests: the figures depend on the machine.
 """
@@ -378,6 +382,13 @@ def bench_execution(quick: bool = False, **_: Any) -> list[Figure]:
     return run(quick=quick)
 
 
+def bench_lang(quick: bool = False, **_: Any) -> list[Figure]:
+    """The kernel compiler: codegen time per kernel and target, cached recompiles, vector add on the numpy target."""
+    from .lang.bench import bench_lang as run
+
+    return run(quick=quick)
+
+
 #: Every benchmark by name, in the order they run.
 BENCHMARKS: dict[str, Callable[..., list[Figure]]] = {
     "queue": bench_queue,
@@ -385,6 +396,7 @@ BENCHMARKS: dict[str, Callable[..., list[Figure]]] = {
     "hlc": bench_hlc,
     "info": bench_info,
     "execution": bench_execution,
+    "lang": bench_lang,
 }
 
 

@@ -267,13 +267,16 @@ def load_kernels(spec: str) -> list[Any]:
     import importlib.util
 
     from .errors import KernelDefinitionError
-    from .kernel import KernelDef
 
     where, _, name = spec.partition(":")
     if where.endswith(".py") or os.sep in where:
         path = os.path.abspath(where)
         if not os.path.isfile(path):
             raise KernelDefinitionError(f"no such file: {where}")
+        loaded = [m for m in list(sys.modules.values())
+                  if os.path.abspath(getattr(m, "__file__", None) or "") == path]
+        if loaded:  # already imported (e.g. from a test): reuse it, its message types are registered
+            return _kernels_in(loaded[0], where, name)
         # A file inside a package is imported as its module (its relative imports then work).
         root, parts = os.path.dirname(path), [os.path.splitext(os.path.basename(path))[0]]
         while os.path.isfile(os.path.join(root, "__init__.py")):
@@ -296,6 +299,13 @@ def load_kernels(spec: str) -> list[Any]:
             module = importlib.import_module(where)
         except ImportError as exc:
             raise KernelDefinitionError(f"cannot import {where!r}: {exc}; pass a .py file or a module name") from None
+    return _kernels_in(module, where, name)
+
+
+def _kernels_in(module: Any, where: str, name: str) -> list[Any]:
+    from .errors import KernelDefinitionError
+    from .kernel import KernelDef
+
     found = {k: v for k, v in vars(module).items() if isinstance(v, KernelDef)}
     if not name:
         if not found:

@@ -413,7 +413,14 @@ class _Lowerer:
         if name in self.params:
             t = self.params[name]
             return t
-        self.candidates.setdefault(name, []).append((v.type, v.weak, node))
+        cands = self.candidates.setdefault(name, [])
+        if not v.weak:
+            for t, weak, _ in cands:
+                if not weak and t is not v.type:
+                    raise self.err(node, "local variable", f"local {name!r} holds values of different types "
+                                   f"({t.name}, {v.type.name})", f"give it one type: cast the values, e.g. "
+                                   f"{name} = ringcore.{t.name}(...)")
+        cands.append((v.type, v.weak, node))
         k = self.known.get(name)
         if isinstance(k, ScalarType):
             return k
