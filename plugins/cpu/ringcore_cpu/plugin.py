@@ -42,5 +42,5 @@ def register_backends(register) -> None:
         factory=factory,
         probe=probe,
         package="ringcore-cpu",
-        description="actor threads on the host CPU; the handler runs as Python",
+        description="actor threads on the host CPU; kernels compiled to vectorised numpy (or run as Python in reference mode)",
     ))
