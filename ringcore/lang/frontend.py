@@ -36,7 +36,7 @@ import numpy as np
 from .. import types as rt
 from ..errors import KernelCompileError, TypeDefinitionError
 from ..k2k import DeliveryResult
-from ..message import MessageSpec, is_message_type, message_spec
+from ..message import HEADER_DTYPE, MessageSpec, is_message_type, message_spec
 from ..types import ArrayType, ScalarType, resolve_type, struct_dtype
 from . import builtins as lb
 from .ir import (
@@ -68,6 +68,7 @@ from .ir import (
     Logical,
     MsgValue,
     Pos,
+    Publish,
     Ref,
     Return,
     Select,
@@ -185,6 +186,10 @@ class _CtxObj:
 
 
 class _StateObj:
+    pass
+
+
+class _HeaderObj:
     pass
 
 
@@ -1043,7 +1048,7 @@ class _Lowerer:
                            f"its fields ({', '.join(v.spec.fields)})")
         if isinstance(v, _NowRef):
             raise self.err(node, "ctx.now", "use the timestamp's .physical or .logical")
-        if isinstance(v, (_CtxObj, _StateObj)):
+        if isinstance(v, (_CtxObj, _StateObj, _HeaderObj)):
             raise self.err(node, "ctx", f"{ast.unparse(node)} is not a value", "use ctx.state.<field>")
         if isinstance(v, _Static):
             return self.static_scalar(v.obj, node)
@@ -1195,10 +1200,21 @@ class _Lowerer:
                 return _StateObj()
             if a in ("thread_id", "kernel_number"):
                 return _Val(CtxValue(U32, a, pos=p))
+            if a == "header":
+                return _HeaderObj()
             if a in ("now", "send", "publish") or a in _ATOMIC_METHODS:
                 raise self.err(node, f"ctx.{a}", f"ctx.{a} must be called")
             raise self.err(node, f"ctx.{a}", f"ctx has no {a!r} in compiled kernels; kernels can use ctx.state, "
-                           "ctx.thread_id, ctx.kernel_number, ctx.now(), ctx.send(), ctx.atomic_*()")
+                           "ctx.header, ctx.thread_id, ctx.kernel_number, ctx.now(), ctx.send(), ctx.publish(), "
+                           "ctx.atomic_*()")
+        if isinstance(base, _HeaderObj):
+            if a not in HEADER_DTYPE.names:
+                raise self.err(node, "ctx.header", f"the message header has no field {a!r}; its fields are "
+                               f"{', '.join(HEADER_DTYPE.names)}")
+            t = rt.scalar_type(HEADER_DTYPE.fields[a][0])
+            self.note64(t, f"ctx.header.{a}", node)
+            # MessageHeader holds Python ints: weak values, as in the reference.
+            return _Val(CtxValue(t, f"header.{a}", pos=p), True)
         if isinstance(base, _StateObj):
             t = self.state_field(a, node)
             if isinstance(t, ArrayType):
@@ -1209,9 +1225,8 @@ class _Lowerer:
         if isinstance(base, _MsgRef):
             t = base.spec.fields.get(a)
             if t is None:
-                if a == "header":
-                    raise self.err(node, "msg.header", "the message header is not available in compiled kernels",
-                                   "put what you need in the message's fields")
+                if a == "header" and base.kind == "input":
+                    return _HeaderObj()  # msg.header is ctx.header
                 raise self.err(node, "message field", f"{base.spec.name} has no field {a!r}; its fields are "
                                f"{sorted(base.spec.fields)}")
             if base.kind == "ctor":
@@ -1609,7 +1624,7 @@ class _Lowerer:
             short = getattr(obj, "__name__", "")
             if short in ("sqrt", "exp", "log", "sin", "cos", "tanh", "floor", "ceil", "pow", "fma", "isnan"):
                 hint = f"use ringcore.{short}(x), which keeps the argument's precision"
-        if getattr(obj, "__code__", None) is not None:
+        if isinstance(obj, _pytypes.FunctionType):
             hint = f"decorate {name} with @ringcore.func (and annotate its parameters with ringcore types)"
         raise self.err(node, "call", f"calls to arbitrary Python ({name}) are not supported in kernels", hint)
 
@@ -1864,8 +1879,20 @@ class _Lowerer:
             out.append(Assign(tref, e, pos=p))
             return _Val(Load(et, tref, pos=p))
         if method == "publish":
-            raise self.err(node, "ctx.publish", "ctx.publish is not available in compiled kernels",
-                           "send to a kernel with ctx.send, or publish from the host")
+            if len(node.args) != 2 or node.keywords:
+                raise self.err(node, "ctx.publish", "ctx.publish(topic, message) takes two arguments")
+            tnode, mnode = node.args
+            topic = tnode.value if isinstance(tnode, ast.Constant) else self.static_or_none(tnode)
+            if not isinstance(topic, str):
+                raise self.err(tnode, "ctx.publish", "the topic must be a string literal or a module-level string",
+                               'ctx.publish("sensors.temp", msg)')
+            mv = self.expr(mnode, out)
+            if not isinstance(mv, _MsgRef):
+                raise self.err(mnode, "ctx.publish", "ctx.publish publishes a message: ctx.publish(topic, Msg(...))")
+            name = self.new_tmp(U32)
+            ref = Ref("local", name, None, U32)
+            out.append(Assign(ref, Publish(U32, topic, self.msg_value(mv, mnode, out), pos=p), pos=p))
+            return _Val(Load(U32, ref, pos=p))
         raise self.err(node, f"ctx.{method}", f"ctx has no method {method!r} in kernels; kernels can call "
                        "ctx.now(), ctx.send(), ctx.atomic_add/sub/min/max/exchange/cas()")
 

@@ -18,7 +18,7 @@ import numpy as np
 from ..control import ErrorCode
 from ..k2k import DeliveryResult
 from ..message import MessageHeader, MessageSpec
-from .ir import DELIVERY_CODES, KernelIR, Send, stmt_exprs, walk_exprs, walk_stmts
+from .ir import DELIVERY_CODES, KernelIR, Publish, Send, stmt_exprs, walk_exprs, walk_stmts
 
 if TYPE_CHECKING:
     from ..runtime import KernelHandle
@@ -50,14 +50,14 @@ def state_arrays(state: np.ndarray | None) -> dict[str, np.ndarray]:
 
 
 def sent_specs(kir: KernelIR) -> dict[int, MessageSpec]:
-    """The message types a kernel sends, by type id."""
+    """The message types a kernel sends or publishes, by type id."""
     specs: dict[int, MessageSpec] = {}
     bodies = [kir.body] + [f.body for f in kir.funcs.values()]
     for body in bodies:
         for s in walk_stmts(body):
             for e in stmt_exprs(s):
                 for x in walk_exprs(e):
-                    if isinstance(x, Send):
+                    if isinstance(x, (Send, Publish)):
                         specs[x.msg.spec.type_id] = x.msg.spec
     return specs
 
@@ -105,10 +105,7 @@ class KernelEnv:
         codes = np.empty(m, dtype=np.uint32)
         if m == 0:
             return codes
-        recs = np.zeros(m, spec.dtype)
-        for name, values in fields.items():
-            col = recs[name]
-            col[...] = values.reshape(col.shape) if col.ndim > 1 else values
+        recs = self._records(spec, m, fields)
         from_record = spec.cls.from_record
         forward = self.handle.runtime._forward
         hdr = self.headers
@@ -122,6 +119,28 @@ class KernelEnv:
             if res is DeliveryResult.DELIVERED:
                 self.forwarded[lane] = True
         return codes
+
+    def publish(self, topic: str, type_id: int, lanes: np.ndarray, fields: dict[str, np.ndarray]) -> np.ndarray:
+        """Publish one message per lane in ``lanes`` (in order) on ``topic``; subscribers reached, per lane."""
+        spec = self.specs[type_id]
+        recs = self._records(spec, len(lanes), fields)
+        publish = self.handle.runtime.publish
+        counts = np.empty(len(lanes), dtype=np.uint32)
+        for k in range(len(lanes)):
+            counts[k] = publish(topic, spec.cls.from_record(recs[k]), _source=self.handle)
+        return counts
+
+    @staticmethod
+    def _records(spec: MessageSpec, m: int, fields: dict[str, np.ndarray]) -> np.ndarray:
+        recs = np.zeros(m, spec.dtype)
+        for name, values in fields.items():
+            col = recs[name]
+            col[...] = values.reshape(col.shape) if col.ndim > 1 else values
+        return recs
+
+    def header(self, name: str) -> np.ndarray:
+        """A header field of every message of the batch (``ctx.header.<name>``)."""
+        return self.headers[name]
 
     def now(self, lanes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Tick the kernel's clock once per lane: ``(physical u64, logical u32)`` arrays, increasing in lane order."""

@@ -89,13 +89,13 @@ import hashlib
 from typing import Any, Union
 
 from ..k2k import DeliveryResult
-from ..message import MessageSpec
+from ..message import HEADER_DTYPE, MessageSpec
 from ..types import ArrayType, RingType, ScalarType
 
 __all__ = [
     "Pos", "DELIVERY", "DELIVERY_CODES",
     "Expr", "Const", "Load", "Unary", "Binary", "Compare", "Logical", "Select", "Cast", "Builtin",
-    "Atomic", "Send", "CtxValue", "CallFunc", "Ref", "MsgValue",
+    "Atomic", "Send", "Publish", "CtxValue", "CallFunc", "Ref", "MsgValue",
     "Stmt", "Assign", "ArrayCopy", "ArrayZero", "If", "While", "For", "Break", "Continue", "Return",
     "Fail", "Eval", "Tick",
     "ErrorSite", "Function", "KernelIR", "walk_stmts", "walk_exprs", "stmt_exprs",
@@ -127,8 +127,11 @@ BUILTINS = {
 }
 #: Atomic read-modify-write operations on kernel state; each returns the old value.
 ATOMIC_OPS = frozenset({"add", "sub", "min", "max", "exchange", "cas"})
-#: ``ctx`` values a kernel can read, and their types' names.
-CTX_VALUES = {"thread_id": "u32", "kernel_number": "u32"}
+#: ``ctx`` values a kernel can read, and their types' names. ``header.<field>`` reads a field of the
+#: current message's 64-byte header (ringcore.message.HEADER_DTYPE; e.g. ``header.hops``, a u8).
+CTX_VALUES = {"thread_id": "u32", "kernel_number": "u32",
+              **{f"header.{name}": {1: "u8", 4: "u32", 8: "u64"}[HEADER_DTYPE.fields[name][0].itemsize]
+                 for name in HEADER_DTYPE.names}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,8 +283,18 @@ class Send(Expr):
 
 
 @dataclasses.dataclass(eq=False)
+class Publish(Expr):
+    """``ctx.publish(topic, msg)``: publish ``msg`` on ``topic`` (a str, the same for every lane);
+    type u32: how many subscribers received it."""
+
+    topic: str
+    msg: MsgValue
+
+
+@dataclasses.dataclass(eq=False)
 class CtxValue(Expr):
-    """``ctx.thread_id`` (the message's index in its batch) or ``ctx.kernel_number``."""
+    """``ctx.thread_id`` (the message's index in its batch), ``ctx.kernel_number``, or
+    ``header.<field>``: a field of the current message's header (see CTX_VALUES)."""
 
     name: str
 
@@ -513,8 +526,8 @@ def _children(e: Any):
         yield e.value
         if e.expected is not None:
             yield e.expected
-    elif isinstance(e, Send):
-        if isinstance(e.target, Expr):
+    elif isinstance(e, (Send, Publish)):
+        if isinstance(e, Send) and isinstance(e.target, Expr):
             yield e.target
         for v in e.msg.fields.values():
             if isinstance(v, Expr):
@@ -571,6 +584,8 @@ def format_expr(e: Any) -> str:
     if isinstance(e, Send):
         t = repr(e.target) if isinstance(e.target, str) else format_expr(e.target)
         return f"send({t}, {format_msg(e.msg)})"
+    if isinstance(e, Publish):
+        return f"publish({e.topic!r}, {format_msg(e.msg)})"
     if isinstance(e, CtxValue):
         return f"ctx.{e.name}"
     if isinstance(e, Ref):

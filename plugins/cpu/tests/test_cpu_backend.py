@@ -6,6 +6,7 @@ import importlib.metadata as md
 import threading
 import time
 
+import numpy as np
 import pytest
 from ringcore_cpu import CpuRuntime
 from ringcore_cpu.backend import EXECUTORS
@@ -164,7 +165,7 @@ def _stuck(ctx, msg: K.Num) -> K.Echoed:
 
 def test_terminate_reports_a_handler_that_does_not_return():
     _release.clear()
-    with ringcore.runtime("cpu") as rt:
+    with CpuRuntime(execution="reference") as rt:  # only plain Python can hang like this
         h = rt.launch(_stuck)
         h.send(K.Num(value=1, tag=1))
         wait_until(lambda: h.status().in_flight == 1, "the handler to start")
@@ -178,3 +179,51 @@ def test_terminate_reports_a_handler_that_does_not_return():
         assert h.state is ringcore.KernelState.TERMINATED
         assert not h.loop.thread.is_alive()
 
+
+
+# -- compiled execution (the numpy target) ------------------------------------------------------------
+
+
+@ringcore.kernel(id="host_only")
+def host_only(ctx, msg: K.Num) -> K.Echoed:
+    """Fine as Python, outside the kernel language: it builds a list."""
+    parts = [msg.value, msg.value]
+    return K.Echoed(value=parts[0], doubled=parts[0] + parts[1], tag=msg.tag)
+
+
+def test_a_kernel_outside_the_language_fails_at_launch_and_runs_in_reference_mode():
+    with CpuRuntime() as rt:
+        with pytest.raises(ringcore.KernelCompileError) as ei:
+            rt.launch(host_only)
+        assert "test_cpu_backend.py" in str(ei.value) and "a list is not supported" in str(ei.value)
+        assert rt.kernels() == []  # nothing half-launched
+    with CpuRuntime(execution="reference") as rt:
+        assert int(rt.launch(host_only).call(K.Num(value=4, tag=1)).doubled) == 8
+
+
+def test_default_execution_runs_compiled_batches():
+    with ringcore.runtime("cpu") as rt:
+        assert rt.execution == "numpy"
+        k = rt.launch(K.echo, input_capacity=4096, output_capacity=4096)
+        assert type(k.loop.executor).__name__ == "NumpyExecutor"
+        req = K.Num.array(3000)
+        req["value"] = np.arange(3000, dtype=np.int32) - 1500
+        req["tag"] = np.arange(3000, dtype=np.uint32)
+        out = k.call_many(req)
+        assert np.array_equal(out["doubled"], req["value"] * 2)
+        assert np.array_equal(out["tag"], req["tag"])
+        assert k.status().processed == 3000
+
+
+def test_a_failing_lane_fails_only_its_message_with_the_python_line():
+    with ringcore.runtime("cpu") as rt:
+        k = rt.launch(K.fragile, input_capacity=64, output_capacity=64)
+        req = K.Num.array(40)
+        req["value"] = np.arange(40, dtype=np.int32) - 3  # three negative values fail
+        k.send_many(req)
+        got = k.receive_many(40, timeout=10, min_count=40)
+        status = got["header"]["status"]
+        assert int((status != 0).sum()) == 3
+        assert np.array_equal(got["payload"]["doubled"][status == 0], req["value"][3:] * 2)
+        with pytest.raises(ringcore.KernelError, match=r"ValueError: negative value \(at .*kernels.py:\d+\)"):
+            k.call(K.Num(value=-1, tag=0))
