@@ -7,11 +7,14 @@ own ``abs``, ``min`` and ``max`` are builtins of the language too.
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
-__all__ = ["sqrt", "exp", "log", "sin", "cos", "tanh", "floor", "ceil", "pow", "fma", "clamp", "isnan", "func"]
+__all__ = ["sqrt", "exp", "log", "sin", "cos", "tanh", "floor", "ceil", "pow", "fma", "fma64", "clamp", "isnan",
+           "func"]
 
 _FLOATS = (np.float32, np.float64, float)
 
@@ -43,9 +46,15 @@ ceil = _unary(np.ceil, "ceil")
 
 
 def pow(x: Any, y: Any) -> Any:  # noqa: A001 (the kernel language's name)
-    """``x ** y`` for floats (numpy's ``power``)."""
+    """``x ** y`` for floats, as numpy's array ``power`` and C's ``pow`` compute it.
+
+    (numpy's *scalar* ``np.power`` differs on a few IEEE special cases, e.g.
+    ``pow(-inf, 0.5)``: NaN instead of +inf; ``**`` on numpy scalars does not.)
+    """
+    _float(x, "pow")
+    _float(y, "pow")
     with np.errstate(all="ignore"):
-        return np.power(_float(x, "pow"), _float(y, "pow"))
+        return x ** y
 
 
 def fma(a: Any, b: Any, c: Any) -> Any:
@@ -55,7 +64,20 @@ def fma(a: Any, b: Any, c: Any) -> Any:
     with np.errstate(all="ignore"):
         if isinstance(a, np.float32) and isinstance(b, np.float32) and isinstance(c, np.float32):
             return np.float32(np.float64(a) * np.float64(b) + np.float64(c))
-        return a * b + c
+        return np.float64(fma64(float(a), float(b), float(c)))
+
+
+def fma64(a: float, b: float, c: float) -> float:
+    """``a * b + c`` in double precision with one rounding (exact rational arithmetic, then rounded)."""
+    if math.isfinite(a) and math.isfinite(b) and math.isfinite(c):
+        exact = Fraction(a) * Fraction(b) + Fraction(c)
+        try:
+            return float(exact)
+        except OverflowError:
+            return math.copysign(math.inf, exact)
+    if math.isfinite(a) and math.isfinite(b):
+        return c  # a finite product cannot cancel an infinity or a NaN
+    return a * b + c
 
 
 def clamp(x: Any, lo: Any, hi: Any) -> Any:

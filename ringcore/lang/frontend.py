@@ -812,7 +812,13 @@ class _Lowerer:
         else:
             start, stop, step = args
         # The loop variable is a Python int in the reference: weak, i32 unless a bound is 64-bit.
-        vt = I64 if any(a.type.bits == 64 for a in (start, stop, step) if not a.weak) else I32
+        strong = [a.type for a in (start, stop, step) if not a.weak]
+        vt = I32
+        if any(t.bits == 64 for t in strong):
+            # u64 bounds (and non-negative constants) iterate as u64, anything signed as i64.
+            unsigned = all(t.kind == "u" for t in strong) and all(
+                a.const is None or a.const >= 0 for a in (start, stop, step) if a.weak)
+            vt = U64 if unsigned else I64
         bounds = []
         for a, node in zip((start, stop, step), it.args if len(it.args) == 3 else [None] * 3):
             if a.const is not None and not _fits(a.const, vt):
@@ -1271,6 +1277,22 @@ class _Lowerer:
             if base is None:
                 return None
             return getattr(base, node.attr, None)
+        if isinstance(node, ast.Subscript):  # f32[4], u8[3, 4]: an array type
+            base = self.static_or_none(node.value)
+            if not isinstance(base, ScalarType):
+                return None
+            dims = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            shape = []
+            for d in dims:
+                v = d.value if isinstance(d, ast.Constant) else self.static_or_none(d)
+                if not isinstance(v, int) or isinstance(v, bool):
+                    raise self.err(d, "local array", f"array dimensions must be integer constants, not "
+                                   f"{ast.unparse(d)}", "use a literal or a module-level int, e.g. f32[16]()")
+                shape.append(v)
+            try:
+                return base[tuple(shape) if len(shape) > 1 else shape[0]]
+            except TypeDefinitionError as exc:
+                raise self.err(node, "local array", str(exc)) from None
         return None
 
     def static_value(self, node: ast.expr) -> Any:
@@ -1475,11 +1497,14 @@ class _Lowerer:
         return self.truth(self.scalar(self.expr(node, out), node), node)
 
     def boolop(self, node: ast.BoolOp, out: list[Stmt]) -> _Val:
-        """``and``/``or``: operands are used for their truth (a value context would need Python's
-        operand-returning semantics, which only bools share)."""
+        """``and``/``or``, short-circuit. On bools the result is a bool; on numbers it is Python's: the
+        first operand that decides (``a or b`` is ``a`` when ``a`` is true, else ``b``)."""
         p = self.pos(node)
         op = "and" if isinstance(node.op, ast.And) else "or"
-        acc = self.test(node.values[0], out)
+        first = self.scalar(self.expr(node.values[0], out), node.values[0])
+        if first.type.kind != "b" or first.type is DELIVERY:
+            return self.boolop_values(op, first, node, out)
+        acc = self.truth(first, node.values[0])
         for vnode in node.values[1:]:
             if acc.const is not None:
                 if (op == "and") != bool(acc.const):  # decided: False and ..., True or ...
@@ -1499,6 +1524,36 @@ class _Lowerer:
             out.append(If(cond, pre + [Assign(ref, rhs.e, pos=p)], [], pos=p))
             acc = _Val(Load(BOOL, ref, pos=p))
         return acc
+
+    def boolop_values(self, op: str, first: _Val, node: ast.BoolOp, out: list[Stmt]) -> _Val:
+        """``a or b`` / ``a and b`` on numbers: the deciding operand's value, as Python returns it."""
+        p = self.pos(node)
+        vals: list[tuple[_Val, list[Stmt], ast.AST]] = [(first, [], node.values[0])]
+        for vnode in node.values[1:]:
+            pre: list[Stmt] = []
+            vals.append((self.scalar(self.expr(vnode, pre), vnode), pre, vnode))
+        t = vals[0][0].type if not vals[0][0].weak else None
+        acc_v = vals[0][0]
+        for v, _, vnode in vals[1:]:
+            t = self.unify(acc_v, v, vnode, f"'{op}'")
+            acc_v = _Val(Const(t, 0), acc_v.weak and v.weak)
+        if t is None:
+            t = first.type
+        if t is DELIVERY:
+            raise self.err(node, op, f"'{op}' on delivery results", "compare them: r == DeliveryResult.DELIVERED")
+        weak = all(v.weak for v, _, _ in vals)
+        name = self.new_tmp(t)
+        ref = Ref("local", name, None, t)
+        out.append(Assign(ref, self.convert(vals[0][0], t), pos=p))
+        # Nest: each later operand is evaluated only while the result is still undecided.
+        target = out
+        for v, pre, vnode in vals[1:]:
+            cur = self.truth(_Val(Load(t, ref, pos=p)), vnode)
+            cond = cur.e if op == "and" else Unary(BOOL, "not", cur.e, pos=p)
+            inner: list[Stmt] = pre + [Assign(ref, self.convert(v, t), pos=p)]
+            target.append(If(cond, inner, [], pos=p))
+            target = inner
+        return _Val(Load(t, ref, pos=p), weak)
 
     def compare(self, node: ast.Compare, out: list[Stmt]) -> _Val:
         p = self.pos(node)
