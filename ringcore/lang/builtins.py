@@ -74,7 +74,7 @@ def fma64(a: float, b: float, c: float) -> float:
         try:
             return float(exact)
         except OverflowError:
-            return math.copysign(math.inf, exact)
+            return math.inf if exact > 0 else -math.inf
     if math.isfinite(a) and math.isfinite(b):
         return c  # a finite product cannot cancel an infinity or a NaN
     return a * b + c
