@@ -530,8 +530,11 @@ class HostLoop:
             details = None
             if errors:
                 details = [errors[i][1] if i in errors else "" for i in np.flatnonzero(sel).tolist()]
-            h.runtime._publish_replies(h, hdr[sel], replies[sel] if replies is not None else None,
-                                       result.has_reply[sel], codes[sel], details)
+            if sel.all():  # the common case: every message answered; no masked copies
+                h.runtime._publish_replies(h, hdr, replies, result.has_reply, codes, details)
+            else:
+                h.runtime._publish_replies(h, hdr[sel], replies[sel] if replies is not None else None,
+                                           result.has_reply[sel], codes[sel], details)
         self._finish(n)
 
     def _merge_clock(self, physical: int, logical: int) -> HlcTimestamp | None:

@@ -262,6 +262,19 @@ class KernelHandle:
             raise KernelTerminatedError(
                 f"kernel {self.name!r} stopped unexpectedly: {self.last_exception or 'see the log'}")
 
+    def _scratch(self, dtype: np.dtype, n: int) -> np.ndarray:
+        """A reusable buffer of ``n`` records for this kernel's serving thread (contents undefined).
+
+        Fresh large arrays cost more in page faults than the copies into them; reusing one
+        per record type keeps batch publishing at memory speed.
+        """
+        bufs = self.__dict__.setdefault("_scratch_bufs", {})
+        buf = bufs.get(dtype)
+        if buf is None or len(buf) < n:
+            buf = np.zeros(max(n, 64), dtype)
+            bufs[dtype] = buf
+        return buf[:n]
+
     # -- errors ----------------------------------------------------------------
 
     def _record_error(self, corr: int, code: int, detail: str) -> None:
@@ -1010,12 +1023,18 @@ class RingKernelRuntime:
                     replies: np.ndarray | None, has_reply: np.ndarray, codes: np.ndarray,
                     details: list[str] | None = None) -> None:
         k = len(req)
-        out = np.zeros(k, dest.output_queue.dtype)
+        out = source._scratch(dest.output_queue.dtype, k)
         oh = out["header"]
         same_type = replies is not None and dest.output_queue.dtype["payload"] == replies.dtype
+        all_replied = bool(has_reply.all())
+        if not (same_type and all_replied):
+            out["payload"] = 0  # error reports (and messages without a reply) carry an empty payload
         if replies is not None and has_reply.any():
             if same_type:
-                out["payload"][has_reply] = replies[has_reply]
+                if all_replied:
+                    out["payload"] = replies
+                else:
+                    out["payload"][has_reply] = replies[has_reply]
             else:
                 bad = has_reply & (codes == 0)
                 codes = codes.copy()
@@ -1042,6 +1061,8 @@ class RingKernelRuntime:
         oh["priority"] = req["priority"]
         oh["flags"] = np.where(codes != 0, MessageFlags.REPLY | MessageFlags.ERROR, MessageFlags.REPLY)
         oh["send_ns"] = req["send_ns"]
+        oh["hops"] = 0
+        oh["reserved"] = 0
         if details is not None:
             # Error reports of sent messages (no correlation id) keep their detail under the report's id.
             for i in np.flatnonzero((codes != 0) & (req["correlation_id"] == 0)).tolist():
