@@ -71,6 +71,10 @@ def fma64(a: float, b: float, c: float) -> float:
     """``a * b + c`` in double precision with one rounding (exact rational arithmetic, then rounded)."""
     if math.isfinite(a) and math.isfinite(b) and math.isfinite(c):
         exact = Fraction(a) * Fraction(b) + Fraction(c)
+        if exact == 0:
+            # IEEE signs of zero: an exactly zero product keeps its sign through the sum
+            # ((-0.0 * 1.0) + -0.0 is -0.0); a cancellation of non-zero terms rounds to +0.0.
+            return a * b + c if (a == 0 or b == 0) else 0.0
         try:
             return float(exact)
         except OverflowError:

@@ -608,6 +608,13 @@ class _Lowerer:
             return
         if isinstance(target, (ast.Attribute, ast.Subscript)):
             place = self.place(target, out)
+            if isinstance(place, _Arr) and place.space == "local":
+                # In Python this would make the field share the other array (an alias);
+                # kernels copy arrays, so the two would differ after a later write.
+                raise self.err(target, "array assignment", f"{ast.unparse(target)} = ... would share the array "
+                               "in Python, but kernels copy it", f"build the message with it instead "
+                               f"(Out({target.attr if isinstance(target, ast.Attribute) else 'field'}=...)), "
+                               "or copy element by element in a for loop")
             if isinstance(place, _Arr):
                 rhs = self.expr(value, out)
                 if not isinstance(rhs, _Arr):
@@ -1411,6 +1418,15 @@ class _Lowerer:
             raise self.err(node, "operator", f"'{sym}' needs integers, not {t.name}")
         if t is DELIVERY:
             raise self.err(node, "operator", "delivery results only compare with DeliveryResult members")
+        if weak and op in ("floordiv", "mod") and t.is_integer and b.const == 0:
+            raise self.err(node, _PYSYM[op], f"{_PYSYM[op]} by zero on Python integers raises ZeroDivisionError")
+        if weak and op in ("floordiv", "mod") and t.is_integer and b.const is None:
+            # Both are Python ints in the reference, where a zero divisor raises (numpy's give 0).
+            rb = self.spill(_Val(self.convert(b, t)), out, node)
+            bad: list[Stmt] = []
+            self.fail(bad, "ZeroDivisionError", "integer division or modulo by zero", node)
+            out.append(If(Compare(BOOL, "eq", rb.e, Const(t, 0), pos=p), bad, [], pos=p))
+            return _Val(Binary(t, op, self.convert(a, t), rb.e, pos=p), weak)
         return _Val(Binary(t, op, self.convert(a, t), self.convert(b, t), pos=p), weak)
 
     def power(self, a: _Val, b: _Val, node: ast.AST, out: list[Stmt]) -> _Val:

@@ -16,8 +16,11 @@
       (target: a kernel name or a u32 array with one kernel number per lane of
       ``lanes``; ``lanes``: int64 indices of the sending lanes, in increasing
       order; ``fields``: dict field -> array with one row per lane) returning a
-      u32 array of DELIVERY_CODES, and ``env.now(lanes)`` returning
-      ``(physical u64 array, logical u32 array)``;
+      u32 array of DELIVERY_CODES, ``env.publish(topic, type_id, lanes, fields)``
+      returning a u32 array of subscriber counts, ``env.header(name)`` returning
+      a header field of every message of the batch (``ctx.header.<name>``), and
+      ``env.now(lanes)`` returning ``(physical u64 array, logical u32 array)``;
+      ``ringcore.lang.host.KernelEnv`` is the implementation;
     - returns ``(has_reply, status)``: a bool array (which lanes replied) and a
       u32 array (0, or the error site that failed the lane).
 

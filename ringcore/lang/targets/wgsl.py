@@ -1,0 +1,2005 @@
+"""The WGSL target: a WebGPU compute shader that runs a kernel over a batch of messages.
+
+``emit(kir)`` returns a WGSL module; ``abi(kir)`` describes the buffers a host
+binds to run it (the wgpu backend follows it; so do the tests). Everything is
+little-endian and 32-bit: WGSL has no 64-bit integers, no 8/16-bit storage and
+no storable ``bool``.
+
+The ABI
+-------
+One bind group (group 0), always these seven bindings. A host must create an
+*explicit* bind group layout with all seven (``layout="auto"`` drops the
+bindings a kernel does not use); every buffer must be at least 16 bytes.
+
+===  ==================  =======================  =============================================
+#    name                kind                     contents
+===  ==================  =======================  =============================================
+0    ``rc_params``       uniform                  8 u32: ``n`` (messages in the batch),
+                                                  ``kernel_number``, ``hlc_logical`` (what the
+                                                  batch's first ``ctx.now()`` returns as
+                                                  ``.logical``), ``outbox_capacity`` (records),
+                                                  ``max_hops``, ``dir_len`` (kernel numbers the
+                                                  directory covers), two reserved words
+1    ``rc_in``           read-only storage        the batch's input slots, exactly as in a
+                                                  RingQueue: ``n`` records of
+                                                  ``kir.input.slot_dtype`` (the 64-byte header,
+                                                  then the payload), stride
+                                                  ``slot_dtype.itemsize`` (a multiple of 8)
+2    ``rc_out``          storage                  the replies: ``n`` payload records of
+                                                  ``kir.output.dtype``, stride ``itemsize``
+                                                  (a multiple of 8; may be 0). A replying lane
+                                                  writes every byte of its record, padding
+                                                  included (zeros); other lanes' records are
+                                                  left untouched
+3    ``rc_status``       storage                  ``n`` u32, one per lane: 0 = done, no reply;
+                                                  1 = replied; ``0x80000000 | site`` = failed
+                                                  with error site ``site``
+                                                  (``kir.errors[site - 1]``)
+4    ``rc_state``        storage                  the kernel's state record
+                                                  (``kir.state_dtype``), updated in place; keep
+                                                  it across dispatches. Fields in
+                                                  ``kir.atomics`` are atomic words
+5    ``rc_outbox``       storage                  ``ctx.send`` records and counters (below)
+6    ``rc_dir``          storage                  the directory ``ctx.send`` consults (below)
+===  ==================  =======================  =============================================
+
+Dispatch: ``abi(kir).dispatch(n)`` workgroups. A parallel kernel has
+workgroup size 64 and one invocation per message (lane =
+``gid.x + gid.y * num_workgroups.x * 64``, so batches beyond 65535 workgroups
+use a second dimension); a serial kernel (``kir.serial``) has workgroup size 1
+and one invocation that processes the ``n`` messages in order.
+``ctx.thread_id`` is the lane.
+
+The outbox (binding 5), all u32 words::
+
+    word 0      records claimed (atomic; may exceed outbox_capacity: the host reads
+                min(count, capacity) records)
+    word 1      ctx.now() calls in this dispatch (atomic): the k-th returns
+                .logical = hlc_logical + k; advance the clock by this count afterwards
+    words 2-7   sends by result code 1..6 (atomic counters: DELIVERED, QUEUE_FULL,
+                NOT_FOUND, MAX_HOPS_EXCEEDED, WRONG_TYPE, TERMINATED)
+    word 8...   records, abi.record_words words each:
+                [lane, target kernel number, type_id, hops] then the payload of the
+                sent message type (its dtype, zero padding included), sized for the
+                largest type the kernel sends
+
+Only DELIVERED sends have a record. Records of one lane are in its send order;
+records of different lanes of a parallel kernel are in no particular order
+(sort by lane, stably, to get the reference order). A lane with a record has
+forwarded its message (the reply obligation goes with it). ``hops`` is the
+input message's ``hops`` + 1.
+
+The directory (binding 6), all u32 words: first one word per name in
+``kir.send_targets`` (``ctx.send("name", ...)``): that kernel's number, or
+``0xFFFFFFFF`` when there is none. Then, for each kernel number
+``k < dir_len``, four words at ``len(send_targets) + 4 * k``:
+``[state, type_id, free, reserved]`` where state is 0 (no such kernel),
+1 (running) or 2 (terminated or terminating), ``type_id`` the type its input
+queue takes and ``free`` how many more messages its queue accepts in this
+dispatch (decremented atomically by every DELIVERED send; 0xFFFFFFFF for "do
+not limit"). A send decides, in the order of the CPU runtime: NOT_FOUND
+(``k >= dir_len`` or state 0), TERMINATED, WRONG_TYPE, MAX_HOPS_EXCEEDED
+(``hops > max_hops``), then QUEUE_FULL (no ``free`` slot or the outbox is
+full), else DELIVERED.
+
+Semantics
+---------
+Everything in ``ir.py``'s docstring, exactly, with these notes: integer
+arithmetic, shifts, floor division/modulo, casts (float -> int wraps modulo
+2**32 from the exact bit pattern; int -> float rounds to nearest even by hand),
+``abs``/``min``/``max``/``clamp``, ``isnan``, float ``%``/``//`` (an exact
+``fmod`` ported from musl, then numpy's ``npy_divmod``) and atomics are exact.
+``+ - * /`` and ``sqrt`` are the device's f32 operations (IEEE on every WebGPU
+implementation tested; WGSL allows 2.5 ulp for ``/``), ``fma`` is WGSL's
+``fma`` (fused where the device fuses), ``exp log sin cos tanh`` are the
+device's with numpy's results for NaN, infinities, overflow and out-of-domain
+arguments forced explicitly, and ``pow`` follows numpy's special cases (NaN
+for a negative base with a non-integer exponent); for integer exponents it
+multiplies by repeated squaring with exponent tracking (a few ulp), otherwise
+``exp2(y * log2(x))``.
+
+64-bit
+------
+WGSL has no 64-bit types, so a kernel that computes with one (a u64/i64/f64
+field, local, expression or atomic, or ``ctx.now().physical``) fails at
+compile time with a KernelCompileError naming the construct and its line. A
+message (or state) field of a 64-bit type that is only *copied* whole — a
+message forwarded unchanged, a reply field set from the same field of the
+input, or left zero — is allowed: it is moved as two u32 words.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable
+
+import numpy as np
+
+from ...errors import KernelCompileError
+from ...message import HEADER_DTYPE, HEADER_SIZE, MessageSpec
+from ...types import ArrayType, ScalarType, struct_dtype
+from ..ir import (
+    DELIVERY_CODES,
+    ArrayCopy,
+    ArrayZero,
+    Assign,
+    Atomic,
+    Binary,
+    Break,
+    Builtin,
+    CallFunc,
+    Cast,
+    Compare,
+    Const,
+    Continue,
+    CtxValue,
+    Eval,
+    Expr,
+    Fail,
+    For,
+    Function,
+    If,
+    KernelIR,
+    Load,
+    Logical,
+    MsgValue,
+    Pos,
+    Publish,
+    Ref,
+    Return,
+    Select,
+    Send,
+    Stmt,
+    Tick,
+    Unary,
+    While,
+    stmt_exprs,
+    walk_exprs,
+    walk_stmts,
+)
+
+__all__ = ["emit", "abi", "WgslAbi", "ENTRY_POINT", "BINDINGS", "STATUS_REPLIED", "STATUS_FAILED",
+           "PARAMS_WORDS", "OUTBOX_HEADER_WORDS", "RECORD_HEADER_WORDS", "DIR_ENTRY_WORDS",
+           "DIR_NONE", "DIR_RUNNING", "DIR_TERMINATED", "NO_KERNEL", "FLAG_SCRIPTED", "PUBLISH_BIT"]
+
+ENTRY_POINT = "rc_main"
+WORKGROUP_SIZE = 64
+#: Binding number -> (name, buffer binding type in WebGPU's spelling).
+BINDINGS = {
+    0: ("rc_params", "uniform"),
+    1: ("rc_in", "read-only-storage"),
+    2: ("rc_out", "storage"),
+    3: ("rc_status", "storage"),
+    4: ("rc_state", "storage"),
+    5: ("rc_outbox", "storage"),
+    6: ("rc_dir", "storage"),
+}
+STATUS_REPLIED = 1
+STATUS_FAILED = 0x80000000
+PARAMS_WORDS = 8
+OUTBOX_HEADER_WORDS = 8
+RECORD_HEADER_WORDS = 4
+DIR_ENTRY_WORDS = 4
+DIR_NONE, DIR_RUNNING, DIR_TERMINATED = 0, 1, 2
+NO_KERNEL = 0xFFFFFFFF
+#: ``rc_params.flags`` bit: answer sends and ticks from the script in ``rc_dir`` (differential tests).
+FLAG_SCRIPTED = 1
+#: Set in an outbox record's ``code`` word for a ``ctx.publish`` (the rest is the subscriber count).
+PUBLISH_BIT = 0x80000000
+_MAX_GROUPS_X = 65535
+
+_DELIVERED = DELIVERY_CODES[next(r for r in DELIVERY_CODES if r.name == "DELIVERED")]
+_CODES = {r.name: c for r, c in DELIVERY_CODES.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class WgslAbi:
+    """How a host runs a kernel's WGSL module (see the module docstring)."""
+
+    entry_point: str
+    workgroup_size: int
+    serial: bool
+    in_slot_bytes: int
+    reply_bytes: int
+    state_bytes: int
+    record_words: int
+    send_targets: tuple[str, ...]
+    send_specs: tuple[MessageSpec, ...]
+    topics: tuple[str, ...] = ()
+
+    def dispatch(self, n: int) -> tuple[int, int, int]:
+        """Workgroup counts for a batch of ``n`` messages."""
+        if self.serial:
+            return (1, 1, 1)
+        groups = max(1, -(-n // self.workgroup_size))
+        if groups <= _MAX_GROUPS_X:
+            return (groups, 1, 1)
+        return (_MAX_GROUPS_X, -(-groups // _MAX_GROUPS_X), 1)
+
+    def outbox_words(self, capacity: int) -> int:
+        """The outbox's size in u32 words for ``capacity`` records."""
+        return OUTBOX_HEADER_WORDS + capacity * self.record_words
+
+    @property
+    def dir_entries(self) -> int:
+        """The word where the directory's per-kernel entries start (after the names and topics)."""
+        return len(self.send_targets) + len(self.topics)
+
+    def directory_words(self, dir_len: int) -> int:
+        """The directory's size in u32 words for kernel numbers ``0 .. dir_len - 1``."""
+        return self.dir_entries + DIR_ENTRY_WORDS * dir_len
+
+    @staticmethod
+    def script_words(n: int, stride: int) -> int:
+        """The directory's size in u32 words in scripted mode: send answers, tick values, tick
+        counts, publish answers."""
+        return 3 * n * stride + n
+
+    @staticmethod
+    def params(n: int, *, kernel_number: int = 0, hlc_logical: int = 0, outbox_capacity: int = 0,
+               max_hops: int = 255, dir_len: int = 0, flags: int = 0, script_stride: int = 0) -> np.ndarray:
+        """The 8 words of ``rc_params``."""
+        return np.array([n, kernel_number, hlc_logical, outbox_capacity, max_hops, dir_len, flags, script_stride],
+                        dtype="<u4")
+
+    @property
+    def record_dtype(self) -> np.dtype:
+        """One outbox record: ``code`` is the DELIVERY code | (name index + 1) << 8 (0: sent by number)."""
+        return np.dtype([("lane", "<u4"), ("target", "<u4"), ("type_id", "<u4"), ("code", "<u4"),
+                         ("payload", "<u4", (self.record_words - RECORD_HEADER_WORDS,))])
+
+    def read_outbox(self, words: np.ndarray, capacity: int) -> tuple[int, int, np.ndarray, np.ndarray]:
+        """``(claimed, ticks, results, records)`` from the outbox's words after a dispatch.
+
+        ``results[c - 1]`` counts sends with code ``c``; ``records`` (``record_dtype``) are those
+        written, in claim order (stable-sort by lane for the reference order).
+        """
+        words = np.asarray(words, dtype="<u4")
+        claimed, ticks = int(words[0]), int(words[1])
+        m = min(claimed, capacity)
+        body = words[OUTBOX_HEADER_WORDS:OUTBOX_HEADER_WORDS + m * self.record_words]
+        return claimed, ticks, words[2:8].copy(), body.view(self.record_dtype).copy()
+
+    @staticmethod
+    def is_publish(record: np.void) -> bool:
+        """Whether an outbox record is a ``ctx.publish`` (else a ``ctx.send``)."""
+        return bool(int(record["code"]) & PUBLISH_BIT)
+
+    def send_target(self, record: np.void) -> str | int:
+        """A record's target as the kernel wrote it: the name it sends to, the kernel number, or
+        the topic of a publish."""
+        if self.is_publish(record):
+            return self.topics[int(record["target"])]
+        name1 = int(record["code"]) >> 8
+        return self.send_targets[name1 - 1] if name1 else int(record["target"])
+
+
+def abi(kir: KernelIR) -> WgslAbi:
+    """The buffer sizes and dispatch shape of ``emit(kir)``'s module."""
+    sends = _send_specs(kir)
+    topics = _topics(kir)
+    rec = RECORD_HEADER_WORDS + max((s.dtype.itemsize // 4 for s in sends), default=0)
+    return WgslAbi(
+        entry_point=ENTRY_POINT,
+        workgroup_size=1 if kir.serial else WORKGROUP_SIZE,
+        serial=kir.serial,
+        in_slot_bytes=kir.input.slot_dtype.itemsize,
+        reply_bytes=kir.output.dtype.itemsize if kir.output is not None else 0,
+        state_bytes=_state_dtype(kir).itemsize,
+        record_words=rec,
+        send_targets=tuple(kir.send_targets),
+        send_specs=tuple(sends),
+        topics=tuple(topics),
+    )
+
+
+def _send_specs(kir: KernelIR) -> list[MessageSpec]:
+    specs: dict[int, MessageSpec] = {}
+    for body in [kir.body] + [f.body for f in kir.funcs.values()]:
+        for s in walk_stmts(body):
+            for e in stmt_exprs(s):
+                for x in walk_exprs(e):
+                    if isinstance(x, (Send, Publish)):
+                        specs.setdefault(id(x.msg.spec), x.msg.spec)
+    return list(specs.values())
+
+
+def _topics(kir: KernelIR) -> list[str]:
+    topics: dict[str, None] = {}
+    for s in walk_stmts(kir.body):
+        for e in stmt_exprs(s):
+            for x in walk_exprs(e):
+                if isinstance(x, Publish):
+                    topics.setdefault(x.topic, None)
+    return list(topics)
+
+
+def _state_dtype(kir: KernelIR) -> np.dtype:
+    if kir.state_dtype is not None:
+        return np.dtype(kir.state_dtype)
+    return struct_dtype(kir.state)
+
+
+# -- names and types ------------------------------------------------------------------------------
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _sanitise(name: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    s = re.sub(r"_+", "_", s).strip("_")
+    return s or "x"
+
+
+def _vt(t: ScalarType) -> str:
+    """The WGSL type holding a value of ``t`` (always 32-bit; small ints are kept canonical)."""
+    if t.kind == "b":
+        return "bool"
+    if t.kind == "f":
+        return "f32"
+    return "i32" if t.kind == "i" else "u32"
+
+
+def _tk(t: ScalarType) -> str:
+    """A helper-name key for ``t``."""
+    if t.kind == "u" and t.bits == 32:
+        return "u32"
+    return t.name
+
+
+def _zero(t: ScalarType) -> str:
+    return {"bool": "false", "f32": "0.0f", "i32": "0i", "u32": "0u"}[_vt(t)]
+
+
+def _f32_text(v: float) -> str | None:
+    """A WGSL literal for a finite normal (or +0) f32, else None."""
+    x = np.float32(v)
+    bits = int(x.view(np.uint32))
+    if bits == 0:
+        return "0.0f"
+    e = (bits >> 23) & 0xFF
+    if e == 0 or e == 0xFF:
+        return None
+    s = repr(float(x))
+    if "e" not in s and "." not in s:
+        s += ".0"
+    return f"({s}f)" if s.startswith("-") else f"{s}f"
+
+
+def _f32_bits(v: float) -> int:
+    return int(np.float32(v).view(np.uint32))
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+class _Located(Exception):
+    def __init__(self, construct: str, what: str, hint: str, pos: Pos | None) -> None:
+        super().__init__(what)
+        self.construct, self.what, self.hint, self.pos = construct, what, hint, pos
+
+
+def _compile_error(kir: KernelIR, err: _Located) -> KernelCompileError:
+    fname = os.path.basename(kir.filename) if kir.filename else "<kernel>"
+    pos = err.pos
+    if pos is not None:
+        where = f"{fname}:{pos.line}, col {pos.col + 1}"
+    else:
+        where = f"{fname}:{kir.first_line}"
+    text = f"{err.what} ({where}); {err.hint}" if err.hint else f"{err.what} ({where})"
+    if pos is not None:
+        line = _source_line(kir, pos.line)
+        if line is not None:
+            text += f"\n    {line}\n    {' ' * pos.col}^"
+    return KernelCompileError(
+        f"kernel {kir.name!r} cannot run on WGSL: {text}", filename=kir.filename,
+        line=pos.line if pos else kir.first_line, col=(pos.col + 1) if pos else 0, construct=err.construct,
+        target="wgsl")
+
+
+def _source_line(kir: KernelIR, line: int) -> str | None:
+    try:
+        with open(kir.filename, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        if 0 < line <= len(lines):
+            return lines[line - 1].rstrip()
+    except OSError:
+        pass
+    lines = kir.source.splitlines()
+    i = line - kir.first_line
+    if 0 <= i < len(lines):
+        return lines[i].rstrip()
+    return None
+
+
+_HINT64 = "use 32-bit fields (u32, i32, f32), or run on a backend with 64-bit support"
+
+
+def _describe_ref(ref: Ref) -> str:
+    if ref.space == "msg":
+        return f"msg.{ref.name}"
+    if ref.space == "state":
+        return f"ctx.state.{ref.name}"
+    return f"local {ref.name.replace('__', '.')!r}"
+
+
+def _no64(t: ScalarType | ArrayType, what: str, pos: Pos | None) -> None:
+    elem = t.elem if isinstance(t, ArrayType) else t
+    if isinstance(elem, ScalarType) and elem.bits == 64:
+        kind = "floats" if elem.kind == "f" else "integers"
+        raise _Located(what, f"WGSL has no 64-bit {kind}: {what} is {elem.name}", _HINT64, pos)
+
+
+def _bits64(t: ScalarType | ArrayType) -> bool:
+    return (t.elem if isinstance(t, ArrayType) else t).bits == 64
+
+
+def _is_word_copy(v: Expr | Ref | None) -> bool:
+    """A message field value that moves 64-bit data without computing with it."""
+    if v is None or isinstance(v, Const):
+        return True
+    if isinstance(v, Ref):
+        return v.space in ("msg", "state") and v.index is None
+    return isinstance(v, Load) and v.ref.space in ("msg", "state") and (
+        v.ref.index is None or _max_bits(v.ref.index) <= 32)
+
+
+def _max_bits(e: Expr) -> int:
+    return max(x.type.bits for x in walk_exprs(e))
+
+
+def _check_64bit(kir: KernelIR) -> None:
+    """Raise _Located for the first 64-bit computation (anything but whole-field copies)."""
+    used_locals = _used_locals(kir.body)
+
+    def check_expr(e: Expr, pos: Pos | None) -> None:
+        p = e.pos or pos
+        if isinstance(e, (Send, Publish)):
+            if isinstance(e, Send) and isinstance(e.target, Expr):
+                check_expr(e.target, p)
+            check_msg(e.msg, p)
+            return
+        for c in _kids(e):
+            check_expr(c, p)
+        if isinstance(e, Load):
+            _no64(e.ref.type, _describe_ref(e.ref), p)
+        elif isinstance(e, Atomic):
+            _no64(e.type, f"ctx.atomic_{e.op} on {e.ref.name!r}", p)
+        elif isinstance(e, Cast):
+            _no64(e.operand.type, f"a cast from {e.operand.type.name}", p)
+            _no64(e.type, f"ringcore.{e.type.name}(...)", p)
+        elif isinstance(e, Const):
+            _no64(e.type, f"the constant {e.value!r}", p)
+        elif isinstance(e, CtxValue):
+            _no64(e.type, f"ctx.{e.name}", p)
+        else:
+            _no64(e.type, "this expression", p)
+
+    def check_msg(m: MsgValue, pos: Pos | None) -> None:
+        for f, v in m.fields.items():
+            t = m.spec.fields[f]
+            elem = t.elem if isinstance(t, ArrayType) else t
+            if elem.bits == 64 and _is_word_copy(v):
+                if isinstance(v, Load) and v.ref.index is not None:
+                    check_expr(v.ref.index, pos)
+                continue
+            if isinstance(v, Expr):
+                check_expr(v, pos)
+            elif isinstance(v, Ref):
+                _no64(v.type, _describe_ref(v), pos)
+
+    def check_body(body: list[Stmt], local_types: dict) -> None:
+        for s in walk_stmts(body):
+            if isinstance(s, Tick):
+                if s.physical is not None and s.physical.name in used_locals:
+                    raise _Located("ctx.now().physical",
+                                   "WGSL has no 64-bit integers: ctx.now().physical is u64", "use ctx.now().logical "
+                                   "(u32), or run on a backend with 64-bit support",
+                                   _first_read(kir.body, s.physical.name) or s.pos)
+                continue
+            if isinstance(s, Return) and isinstance(s.value, MsgValue):
+                check_msg(s.value, s.pos)
+                continue
+            for e in stmt_exprs(s):
+                check_expr(e, s.pos)
+            if isinstance(s, Assign):
+                _no64(s.ref.type, _describe_ref(s.ref), s.pos)
+            if isinstance(s, ArrayCopy):
+                _no64(s.dst.type, _describe_ref(s.dst), s.pos)
+                _no64(s.src.type, _describe_ref(s.src), s.pos)
+            if isinstance(s, ArrayZero):
+                _no64(s.ref.type, _describe_ref(s.ref), s.pos)
+            if isinstance(s, For):
+                _no64(local_types.get(s.var, s.start.type), f"local {s.var!r}", s.pos)
+
+    check_body(kir.body, kir.locals)
+    for fn in kir.funcs.values():
+        for pname, pt in fn.params:
+            _no64(pt, f"parameter {pname!r} of {fn.name}", fn.pos)
+        if fn.ret is not None:
+            _no64(fn.ret, f"the result of {fn.name}", fn.pos)
+        check_body(fn.body, fn.locals)
+    # Whatever the frontend noted and the walk above did not see (defensive).
+    for name, t in kir.locals.items():
+        if name in used_locals:
+            _no64(t, f"local {name.replace('__', '.')!r}", None)
+
+
+def _first_read(body: list[Stmt], name: str) -> Pos | None:
+    """Where local ``name`` is first read."""
+    for s in walk_stmts(body):
+        for e in stmt_exprs(s):
+            for x in walk_exprs(e):
+                if isinstance(x, Load) and x.ref.space == "local" and x.ref.name == name:
+                    return x.pos or s.pos
+    return None
+
+
+def _used_locals(body: list[Stmt]) -> set[str]:
+    """Locals that are read or written by anything but a Tick."""
+    used: set[str] = set()
+
+    def ref(r: Ref | None) -> None:
+        if r is not None and r.space == "local":
+            used.add(r.name)
+
+    for s in walk_stmts(body):
+        if isinstance(s, Assign):
+            ref(s.ref)
+        elif isinstance(s, ArrayCopy):
+            ref(s.dst)
+            ref(s.src)
+        elif isinstance(s, ArrayZero):
+            ref(s.ref)
+        elif isinstance(s, For):
+            used.add(s.var)
+        elif isinstance(s, Return) and isinstance(s.value, MsgValue):
+            for v in s.value.fields.values():
+                if isinstance(v, Ref):
+                    ref(v)
+        for e in stmt_exprs(s):
+            for x in walk_exprs(e):
+                if isinstance(x, (Load, Atomic)):
+                    ref(x.ref)
+                elif isinstance(x, (Send, Publish)):
+                    for v in x.msg.fields.values():
+                        if isinstance(v, Ref):
+                            ref(v)
+    return used
+
+
+def _kids(e: Expr) -> list[Expr]:
+    """``e``'s operands in Python's evaluation order."""
+    if isinstance(e, Load):
+        return [e.ref.index] if e.ref.index is not None else []
+    if isinstance(e, Unary):
+        return [e.operand]
+    if isinstance(e, (Binary, Compare, Logical)):
+        return [e.left, e.right]
+    if isinstance(e, Select):
+        return [e.cond, e.a, e.b]
+    if isinstance(e, Cast):
+        return [e.operand]
+    if isinstance(e, (Builtin, CallFunc)):
+        return list(e.args)
+    if isinstance(e, Atomic):
+        out = [e.expected] if e.expected is not None else []
+        out.append(e.value)
+        if e.ref.index is not None:
+            out.append(e.ref.index)
+        return out
+    if isinstance(e, (Send, Publish)):
+        out = [e.target] if isinstance(e, Send) and isinstance(e.target, Expr) else []
+        out.extend(v for v in e.msg.fields.values() if isinstance(v, Expr))
+        return out
+    return []
+
+
+# -- the emitter ----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Seg:
+    """A run of words of the state record: a plain ``array<u32, n>`` or one atomic field."""
+
+    member: str
+    word: int  # first word within the record
+    words: int
+    atomic: ScalarType | None = None
+
+
+class _Fn:
+    """Per-function emission context."""
+
+    def __init__(self, kind: str, ret: ScalarType | None, names: dict[str, str], types: dict) -> None:
+        self.kind = kind  # "kernel" | "func"
+        self.ret = ret
+        self.names = names
+        self.types = types
+        self.tmp = 0
+
+
+class _Emitter:
+    def __init__(self, kir: KernelIR) -> None:
+        self.kir = kir
+        self.abi = abi(kir)
+        self.helpers: dict[str, str] = {}
+        self.lines: list[str] = []
+        self.ind = 1
+        self.fn: _Fn | None = None
+        self._impure: dict[int, bool] = {}
+        self.in_words = kir.input.slot_dtype.itemsize // 4
+        self.payload_off = HEADER_SIZE
+        self.out_words = self.abi.reply_bytes // 4
+        self.state_dt = _state_dtype(kir)
+        self.segs, self.field_seg = self._state_segments()
+        self.func_names = {name: f"f_{_sanitise(name)}" for name in kir.funcs}
+        self._check_names()
+
+    # -- setup --------------------------------------------------------------------------------
+
+    def _check_names(self) -> None:
+        seen: dict[str, str] = {}
+        for k, v in list(self.func_names.items()):
+            base, i = v, 2
+            while v in seen:
+                v = f"{base}_{i}"
+                i += 1
+            seen[v] = k
+            self.func_names[k] = v
+
+    def _state_segments(self) -> tuple[list[_Seg], dict[str, tuple[_Seg, int]]]:
+        dt = self.state_dt
+        words = dt.itemsize // 4
+        kir = self.kir
+        atomic_at: dict[int, tuple[str, ScalarType, int]] = {}
+        for name in kir.atomics:
+            t = kir.state[name]
+            elem = t.elem if isinstance(t, ArrayType) else t
+            off = dt.fields[name][1]
+            size = t.size if isinstance(t, ArrayType) else 1
+            atomic_at[off // 4] = (name, elem, size)
+        segs: list[_Seg] = []
+        w = 0
+        plain_start = 0
+        while w < words:
+            if w in atomic_at:
+                if w > plain_start:
+                    segs.append(_Seg(f"w{plain_start}", plain_start, w - plain_start))
+                name, elem, size = atomic_at[w]
+                segs.append(_Seg(f"a_{_sanitise(name)}_{w}", w, size, elem))
+                w += size
+                plain_start = w
+            else:
+                w += 1
+        if words > plain_start:
+            segs.append(_Seg(f"w{plain_start}", plain_start, words - plain_start))
+        field_seg: dict[str, tuple[_Seg, int]] = {}
+        for name in dt.names or ():
+            off = dt.fields[name][1]
+            for seg in segs:
+                if seg.word * 4 <= off < (seg.word + seg.words) * 4:
+                    field_seg[name] = (seg, off - seg.word * 4)
+                    break
+        return segs, field_seg
+
+    # -- output helpers -----------------------------------------------------------------------
+
+    def line(self, text: str) -> None:
+        self.lines.append("    " * self.ind + text)
+
+    def need(self, name: str, make: Callable[[], str]) -> str:
+        if name not in self.helpers:
+            self.helpers[name] = ""  # reserve (helpers may need others)
+            self.helpers[name] = make()
+        return name
+
+    def tmp(self, prefix: str = "t") -> str:
+        assert self.fn is not None
+        self.fn.tmp += 1
+        return f"rc_{prefix}{self.fn.tmp}"
+
+    def let(self, text: str) -> str:
+        if _IDENT.match(text) or re.fullmatch(r"\(?-?[0-9][0-9a-fx.e+-]*[uif]?\)?|true|false", text):
+            return text
+        name = self.tmp()
+        self.line(f"let {name} = {text};")
+        return name
+
+    # -- small helper functions ---------------------------------------------------------------
+
+    def sx(self, bits: int) -> str:
+        sh = 32 - bits
+        return self.need(f"rc_sx{bits}", lambda: (
+            f"fn rc_sx{bits}(x: i32) -> i32 {{ return (x << {sh}u) >> {sh}u; }}"))
+
+    def wrap(self, t: ScalarType, x: str) -> str:
+        if t.bits >= 32 or t.kind not in "ui":
+            return x
+        if t.kind == "u":
+            return f"({x} & {hex((1 << t.bits) - 1)}u)"
+        return f"{self.sx(t.bits)}({x})"
+
+    def f32_bits_fn(self) -> str:
+        return self.need("rc_f32_bits", lambda: "fn rc_f32_bits(b: u32) -> f32 { return bitcast<f32>(b); }")
+
+    def nan(self) -> str:
+        return f"{self.f32_bits_fn()}(0x7fc00000u)"
+
+    def isnan_fn(self) -> str:
+        return self.need("rc_isnan", lambda: (
+            "fn rc_isnan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }"))
+
+    def isinf_fn(self) -> str:
+        return self.need("rc_isinf", lambda: (
+            "fn rc_isinf(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) == 0x7f800000u; }"))
+
+    def copysign_fn(self) -> str:
+        return self.need("rc_copysign", lambda: (
+            "fn rc_copysign(x: f32, y: f32) -> f32 {\n"
+            "    return bitcast<f32>((bitcast<u32>(x) & 0x7fffffffu) | (bitcast<u32>(y) & 0x80000000u));\n}"))
+
+    def opaque(self, vt: str) -> str:
+        return self.need(f"rc_opq_{vt}", lambda: f"fn rc_opq_{vt}(x: {vt}) -> {vt} {{ return x; }}")
+
+    # -- constants ----------------------------------------------------------------------------
+
+    def const(self, t: ScalarType, v: int | float | bool) -> str:
+        vt = _vt(t)
+        if vt == "bool":
+            return "true" if v else "false"
+        if vt == "f32":
+            text = _f32_text(float(v))
+            return text if text is not None else f"{self.f32_bits_fn()}({hex(_f32_bits(float(v)))}u)"
+        iv = int(v)
+        if vt == "u32":
+            return f"{iv & 0xFFFFFFFF}u"
+        if iv == -(1 << 31):
+            return "bitcast<i32>(0x80000000u)"
+        return f"({iv}i)" if iv < 0 else f"{iv}i"
+
+    # -- expressions --------------------------------------------------------------------------
+
+    def impure(self, e: Expr) -> bool:
+        k = id(e)
+        r = self._impure.get(k)
+        if r is None:
+            r = isinstance(e, (CallFunc, Atomic, Send, Publish)) or any(self.impure(c) for c in _kids(e))
+            self._impure[k] = r
+        return r
+
+    def seq(self, es: list[Expr]) -> list[str]:
+        """Emit ``es`` in order; an operand evaluated before an impure one is bound to a ``let`` first."""
+        later = [False] * len(es)
+        acc = False
+        for i in range(len(es) - 1, -1, -1):
+            later[i] = acc
+            acc = acc or self.impure(es[i])
+        out = []
+        for e, lat in zip(es, later):
+            t = self.ex(e)
+            out.append(self.let(t) if lat else t)
+        return out
+
+    def ex(self, e: Expr) -> str:
+        if isinstance(e, (Send, Publish)):
+            # The target first, then the message's fields (evaluated in order by msg_fields).
+            k = []
+            if isinstance(e, Send) and isinstance(e.target, Expr):
+                t = self.ex(e.target)
+                if any(isinstance(v, Expr) and self.impure(v) for v in e.msg.fields.values()):
+                    t = self.let(t)
+                k.append(t)
+            return self.compose(e, k)
+        kids = _kids(e)
+        texts = self.seq(kids) if (kids and self.impure(e)) else [self.ex(k) for k in kids]
+        return self.compose(e, texts)
+
+    def is_const(self, e: Expr) -> bool:
+        return isinstance(e, Const)
+
+    def compose(self, e: Expr, k: list[str]) -> str:
+        if isinstance(e, Const):
+            return self.const(e.type, e.value)
+        if isinstance(e, Load):
+            return self.load(e.ref, k[0] if k else None, e.ref.index)
+        if isinstance(e, CtxValue):
+            return self.ctx_value(e)
+        if isinstance(e, Unary):
+            return self.unary(e, k[0])
+        if isinstance(e, Binary):
+            return self.binary(e, k[0], k[1])
+        if isinstance(e, Compare):
+            return self.compare(e, k[0], k[1])
+        if isinstance(e, Logical):
+            return f"({k[0]} {'&&' if e.op == 'and' else '||'} {k[1]})"
+        if isinstance(e, Select):
+            return f"select({k[2]}, {k[1]}, {k[0]})"
+        if isinstance(e, Cast):
+            return self.cast(e.operand.type, e.type, k[0], self.is_const(e.operand))
+        if isinstance(e, Builtin):
+            return self.builtin(e, k)
+        if isinstance(e, CallFunc):
+            return self.call(e, k)
+        if isinstance(e, Atomic):
+            return self.atomic(e, k)
+        if isinstance(e, Send):
+            return self.send(e, k)
+        if isinstance(e, Publish):
+            return self.publish(e, k)
+        raise TypeError(f"unknown IR expression {type(e).__name__}")
+
+    def unary(self, e: Unary, a: str) -> str:
+        t = e.type
+        if e.op == "not":
+            return f"(!{a})"
+        if e.op == "neg":
+            if t.kind == "f":
+                return f"(-{a})"
+            return self.int_op("neg", t) + f"({a})"
+        if e.op == "invert":
+            if t.kind == "b":
+                return f"(!{a})"
+            return self.wrap(t, f"(~{a})") if t.kind == "u" else f"(~{a})"
+        raise TypeError(f"unknown unary op {e.op}")
+
+    def binary(self, e: Binary, a: str, b: str) -> str:
+        t, op = e.type, e.op
+        if t.kind == "b":
+            sym = {"and_": "&", "or_": "|", "xor": "!="}.get(op)
+            if sym is None:
+                raise TypeError(f"{op} on bool")
+            return f"({a} {sym} {b})"
+        if t.kind == "f":
+            if op in ("add", "sub", "mul", "div"):
+                if self.is_const(e.left) and self.is_const(e.right):
+                    a = f"{self.opaque('f32')}({a})"
+                sym = {"add": "+", "sub": "-", "mul": "*", "div": "/"}[op]
+                return f"({a} {sym} {b})"
+            if op == "floordiv":
+                return f"{self.ffloordiv()}({a}, {b})"
+            if op == "mod":
+                return f"{self.fmod_py()}({a}, {b})"
+            if op == "pow":
+                return f"{self.fpow()}({a}, {b})"
+            raise TypeError(f"{op} on floats")
+        if op in ("and_", "or_", "xor"):
+            sym = {"and_": "&", "or_": "|", "xor": "^"}[op]
+            return f"({a} {sym} {b})"
+        return f"{self.int_op(op, t)}({a}, {b})"
+
+    def compare(self, e: Compare, a: str, b: str) -> str:
+        sym = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}[e.op]
+        if e.left.type.kind == "b" and e.op not in ("eq", "ne"):
+            a, b = f"select(0u, 1u, {a})", f"select(0u, 1u, {b})"
+        return f"({a} {sym} {b})"
+
+    # -- integer helpers ----------------------------------------------------------------------
+
+    def int_op(self, op: str, t: ScalarType) -> str:
+        name = f"rc_{op}_{_tk(t)}"
+        return self.need(name, lambda: self._int_op_src(name, op, t))
+
+    def _int_op_src(self, name: str, op: str, t: ScalarType) -> str:
+        vt = _vt(t)
+        signed = t.kind == "i"
+        z = "0i" if signed else "0u"
+        bits = t.bits
+        w = lambda x: self.wrap(t, x)  # noqa: E731
+        if op == "neg":
+            return f"fn {name}(a: {vt}) -> {vt} {{ return {w(f'({z} - a)')}; }}"
+        head = f"fn {name}(a: {vt}, b: {vt}) -> {vt} {{\n"
+        if op in ("add", "sub", "mul"):
+            sym = {"add": "+", "sub": "-", "mul": "*"}[op]
+            return head + f"    return {w(f'(a {sym} b)')};\n}}"
+        if op == "floordiv":
+            if not signed:
+                return head + "    if (b == 0u) { return 0u; }\n    return a / b;\n}"
+            # On magnitudes with unsigned division only: signed % and / of negative operands are
+            # undefined in some of WGSL's targets (GLSL), whatever WGSL says.
+            return head + (
+                "    if (b == 0i) { return 0i; }\n"
+                "    let ua = select(bitcast<u32>(a), 0u - bitcast<u32>(a), a < 0i);\n"
+                "    let ub = select(bitcast<u32>(b), 0u - bitcast<u32>(b), b < 0i);\n"
+                "    let q = ua / ub;\n"
+                "    if ((a < 0i) == (b < 0i)) {\n"
+                f"        return {w('bitcast<i32>(q)')};\n"
+                "    }\n"
+                f"    return {w('bitcast<i32>(0u - (q + select(0u, 1u, q * ub != ua)))')};\n}}")
+        if op == "mod":
+            if not signed:
+                return head + "    if (b == 0u) { return 0u; }\n    return a % b;\n}"
+            return head + (
+                "    if (b == 0i) { return 0i; }\n"
+                "    let ua = select(bitcast<u32>(a), 0u - bitcast<u32>(a), a < 0i);\n"
+                "    let ub = select(bitcast<u32>(b), 0u - bitcast<u32>(b), b < 0i);\n"
+                "    let r = bitcast<i32>(ua % ub);\n"
+                "    if (r == 0i) { return 0i; }\n"
+                "    if (b > 0i) { return select(r, b - r, a < 0i); }\n"
+                "    return select(r + b, 0i - r, a < 0i);\n}")
+        if op == "lshift":
+            bad = f"b < 0i || b >= {bits}i" if signed else f"b >= {bits}u"
+            return head + f"    if ({bad}) {{ return {z}; }}\n    return {w('(a << u32(b))')};\n}}"
+        if op == "rshift":
+            if signed:
+                return head + (
+                    f"    if (b < 0i || b >= {bits}i) {{ return select(0i, -1i, a < 0i); }}\n"
+                    "    return a >> u32(b);\n}")
+            return head + f"    if (b >= {bits}u) {{ return 0u; }}\n    return a >> b;\n}}"
+        raise TypeError(f"unknown integer op {op}")
+
+    # -- casts --------------------------------------------------------------------------------
+
+    def cast(self, src: ScalarType, dst: ScalarType, x: str, const: bool) -> str:
+        sv, dv = _vt(src), _vt(dst)
+        if src.name == dst.name or (src.kind == dst.kind and src.bits == dst.bits and src.kind != "b"):
+            return x
+        if dst.kind == "b":
+            return f"({x} != {_zero(src)})"
+        if src.kind == "b":
+            one = {"u32": "1u", "i32": "1i", "f32": "1.0f"}[dv]
+            return f"select({_zero(dst)}, {one}, {x})"
+        if src.kind == "f":
+            if dst.kind == "f":
+                return x
+            bits = f"{self.ftoi()}({x})"
+            if dst.kind == "u":
+                return self.wrap(dst, bits)
+            return self.wrap(dst, f"bitcast<i32>({bits})")
+        if dst.kind == "f":
+            if src.bits < 32:
+                return f"f32({x})"
+            return f"{self.itof(src)}({x})"
+        # int -> int
+        v = x if sv == dv else f"bitcast<{dv}>({x})"
+        if dst.bits < 32 and (dst.bits < src.bits or src.kind != dst.kind):
+            return self.wrap(dst, v)
+        return v
+
+    def ftoi(self) -> str:
+        return self.need("rc_ftoi", lambda: (
+            "// trunc(x) modulo 2**32 (two's complement bits), exact for every finite x\n"
+            "fn rc_ftoi(x: f32) -> u32 {\n"
+            "    let t = trunc(x);\n"
+            "    if (abs(t) < 2147483648.0f) { return bitcast<u32>(i32(t)); }\n"
+            "    let b = bitcast<u32>(t);\n"
+            "    let e = (b >> 23u) & 0xffu;\n"
+            "    let m = (b & 0x7fffffu) | 0x800000u;\n"
+            "    var r = 0u;\n"
+            "    if (e < 182u) { r = m << (e - 150u); }\n"
+            "    if ((b & 0x80000000u) != 0u) { r = 0u - r; }\n"
+            "    return r;\n}"))
+
+    def itof(self, src: ScalarType) -> str:
+        u = self.need("rc_u32_to_f32", lambda: (
+            "// round to nearest even, by hand (WGSL lets a conversion round either way)\n"
+            "fn rc_u32_to_f32(x: u32) -> f32 {\n"
+            "    if (x < 0x1000000u) { return f32(x); }\n"
+            "    let s = firstLeadingBit(x) - 23u;\n"
+            "    var m = x >> s;\n"
+            "    let rem = x & ((1u << s) - 1u);\n"
+            "    let half = 1u << (s - 1u);\n"
+            "    if (rem > half || (rem == half && (m & 1u) == 1u)) { m = m + 1u; }\n"
+            "    return f32(m) * bitcast<f32>((127u + s) << 23u);\n}"))
+        if src.kind == "u":
+            return u
+        return self.need("rc_i32_to_f32", lambda: (
+            "fn rc_i32_to_f32(x: i32) -> f32 {\n"
+            "    if (x < 0i) { return -rc_u32_to_f32(0u - bitcast<u32>(x)); }\n"
+            "    return rc_u32_to_f32(bitcast<u32>(x));\n}"))
+
+    # -- float helpers ------------------------------------------------------------------------
+
+    def fmod_c(self) -> str:
+        self.isnan_fn()
+        nan = self.nan()
+        return self.need("rc_fmod", lambda: (
+            "// C fmodf, exact (musl's algorithm on the bit patterns)\n"
+            "fn rc_fmod(x: f32, y: f32) -> f32 {\n"
+            "    var ux = bitcast<u32>(x);\n"
+            "    var uy = bitcast<u32>(y);\n"
+            "    var ex = i32((ux >> 23u) & 0xffu);\n"
+            "    var ey = i32((uy >> 23u) & 0xffu);\n"
+            "    let sx = ux & 0x80000000u;\n"
+            f"    if ((uy << 1u) == 0u || rc_isnan(y) || ex == 255i) {{ return {nan}; }}\n"
+            "    if ((ux << 1u) <= (uy << 1u)) {\n"
+            "        if ((ux << 1u) == (uy << 1u)) { return bitcast<f32>(sx); }\n"
+            "        return x;\n"
+            "    }\n"
+            "    if (ex == 0i) {\n"
+            "        var i = ux << 9u;\n"
+            "        loop { if ((i >> 31u) != 0u) { break; } ex = ex - 1i; i = i << 1u; }\n"
+            "        ux = ux << u32(1i - ex);\n"
+            "    } else {\n"
+            "        ux = (ux & 0x7fffffu) | 0x800000u;\n"
+            "    }\n"
+            "    if (ey == 0i) {\n"
+            "        var j = uy << 9u;\n"
+            "        loop { if ((j >> 31u) != 0u) { break; } ey = ey - 1i; j = j << 1u; }\n"
+            "        uy = uy << u32(1i - ey);\n"
+            "    } else {\n"
+            "        uy = (uy & 0x7fffffu) | 0x800000u;\n"
+            "    }\n"
+            "    loop {\n"
+            "        if (ex <= ey) { break; }\n"
+            "        let d = ux - uy;\n"
+            "        if ((d >> 31u) == 0u) {\n"
+            "            if (d == 0u) { return bitcast<f32>(sx); }\n"
+            "            ux = d;\n"
+            "        }\n"
+            "        ux = ux << 1u;\n"
+            "        ex = ex - 1i;\n"
+            "    }\n"
+            "    let d = ux - uy;\n"
+            "    if ((d >> 31u) == 0u) {\n"
+            "        if (d == 0u) { return bitcast<f32>(sx); }\n"
+            "        ux = d;\n"
+            "    }\n"
+            "    loop { if ((ux >> 23u) != 0u) { break; } ux = ux << 1u; ex = ex - 1i; }\n"
+            "    if (ex > 0i) {\n"
+            "        ux = (ux - 0x800000u) | (u32(ex) << 23u);\n"
+            "    } else {\n"
+            "        ux = ux >> u32(1i - ex);\n"
+            "    }\n"
+            "    return bitcast<f32>(ux | sx);\n}"))
+
+    def fdiv0(self) -> str:
+        self.isnan_fn()
+        nan = self.nan()
+        return self.need("rc_fdiv0", lambda: (
+            "// a / b for b == +-0, IEEE\n"
+            "fn rc_fdiv0(a: f32, b: f32) -> f32 {\n"
+            f"    if (a == 0.0f || rc_isnan(a)) {{ return {nan}; }}\n"
+            "    return bitcast<f32>(0x7f800000u | ((bitcast<u32>(a) ^ bitcast<u32>(b)) & 0x80000000u));\n}"))
+
+    def ffloordiv(self) -> str:
+        self.fmod_c()
+        self.fdiv0()
+        self.copysign_fn()
+        return self.need("rc_floordiv_f32", lambda: (
+            "// numpy's npy_divmod (floor division)\n"
+            "fn rc_floordiv_f32(a: f32, b: f32) -> f32 {\n"
+            "    if (b == 0.0f) { return rc_fdiv0(a, b); }\n"
+            "    let m = rc_fmod(a, b);\n"
+            "    var div = (a - m) / b;\n"
+            "    if (m != 0.0f) {\n"
+            "        if ((b < 0.0f) != (m < 0.0f)) { div = div - 1.0f; }\n"
+            "    }\n"
+            "    if (div != 0.0f) {\n"
+            "        var fd = floor(div);\n"
+            "        if (div - fd > 0.5f) { fd = fd + 1.0f; }\n"
+            "        return fd;\n"
+            "    }\n"
+            "    return rc_copysign(0.0f, a / b);\n}"))
+
+    def fmod_py(self) -> str:
+        self.fmod_c()
+        self.copysign_fn()
+        return self.need("rc_mod_f32", lambda: (
+            "// numpy's npy_divmod (remainder)\n"
+            "fn rc_mod_f32(a: f32, b: f32) -> f32 {\n"
+            "    var m = rc_fmod(a, b);\n"
+            "    if (b == 0.0f) { return m; }\n"
+            "    if (m != 0.0f) {\n"
+            "        if ((b < 0.0f) != (m < 0.0f)) { m = m + b; }\n"
+            "    } else {\n"
+            "        m = rc_copysign(0.0f, b);\n"
+            "    }\n"
+            "    return m;\n}"))
+
+    def fpow(self) -> str:
+        self.isnan_fn()
+        self.isinf_fn()
+        nan = self.nan()
+        inf = f"{self.f32_bits_fn()}(0x7f800000u)"
+        return self.need("rc_pow_f32", lambda: (
+            "// numpy's power for f32: C powf's special cases; integer exponents by repeated squaring\n"
+            "fn rc_pow_f32(x: f32, y: f32) -> f32 {\n"
+            "    if (y == 0.0f || x == 1.0f) { return 1.0f; }\n"
+            f"    if (rc_isnan(x) || rc_isnan(y)) {{ return {nan}; }}\n"
+            "    let ax = abs(x);\n"
+            "    let ay = abs(y);\n"
+            "    let yint = floor(y) == y;\n"
+            "    var yodd = false;\n"
+            "    if (yint && ay < 16777216.0f) { yodd = (u32(ay) & 1u) == 1u; }\n"
+            "    var r: f32;\n"
+            "    if (rc_isinf(y)) {\n"
+            "        if (ax == 1.0f) { return 1.0f; }\n"
+            f"        if ((ax > 1.0f) == (y > 0.0f)) {{ return {inf}; }}\n"
+            "        return 0.0f;\n"
+            "    }\n"
+            "    if (rc_isinf(x) || x == 0.0f) {\n"
+            f"        if ((y < 0.0f) == (x == 0.0f)) {{ r = {inf}; }} else {{ r = 0.0f; }}\n"
+            "        if (yodd && (bitcast<u32>(x) & 0x80000000u) != 0u) { r = -r; }\n"
+            "        return r;\n"
+            "    }\n"
+            f"    if (x < 0.0f && !yint) {{ return {nan}; }}\n"
+            "    if (yint && ay <= 16777216.0f) {\n"
+            "        let f0 = frexp(ax);\n"
+            "        var bm = f0.fract;\n"
+            "        var be = f0.exp;\n"
+            "        var rm = 1.0f;\n"
+            "        var re = 0i;\n"
+            "        var k = u32(ay);\n"
+            "        loop {\n"
+            "            if ((k & 1u) != 0u) {\n"
+            "                let p = frexp(rm * bm);\n"
+            "                rm = p.fract;\n"
+            "                re = clamp(re + be + p.exp, -100000i, 100000i);\n"
+            "            }\n"
+            "            k = k >> 1u;\n"
+            "            if (k == 0u) { break; }\n"
+            "            let q = frexp(bm * bm);\n"
+            "            bm = q.fract;\n"
+            "            be = clamp(2i * be + q.exp, -100000i, 100000i);\n"
+            "        }\n"
+            "        if (y < 0.0f) {\n"
+            "            let p = frexp(1.0f / rm);\n"
+            "            rm = p.fract;\n"
+            "            re = p.exp - re;\n"
+            "        }\n"
+            f"        if (re > 128i) {{ r = {inf}; }} else if (re < -160i) {{ r = 0.0f; }} else {{ r = ldexp(rm, re); }}\n"
+            "    } else {\n"
+            "        r = exp2(y * log2(ax));\n"
+            "    }\n"
+            "    if (x < 0.0f && yodd) { r = -r; }\n"
+            "    return r;\n}"))
+
+    def builtin(self, e: Builtin, k: list[str]) -> str:
+        name, t = e.name, e.type
+        vt = _vt(e.args[0].type) if e.args else _vt(t)
+        allc = all(self.is_const(a) for a in e.args)
+        if name == "abs":
+            at = e.args[0].type
+            if at.kind == "u" or at.kind == "b":
+                return k[0]
+            if at.kind == "f":
+                return self.need("rc_fabs", lambda: (
+                    "fn rc_fabs(x: f32) -> f32 { return bitcast<f32>(bitcast<u32>(x) & 0x7fffffffu); }")) + f"({k[0]})"
+            nm = f"rc_abs_{_tk(at)}"
+            neg = self.wrap(at, "(0i - a)")
+            return self.need(nm, lambda: f"fn {nm}(a: i32) -> i32 {{ return select(a, {neg}, a < 0i); }}") + f"({k[0]})"
+        if name in ("min", "max", "clamp"):
+            mn = self.minmax("min", vt)
+            mx = self.minmax("max", vt)
+            if name == "min":
+                return f"{mn}({k[0]}, {k[1]})"
+            if name == "max":
+                return f"{mx}({k[0]}, {k[1]})"
+            return f"{mn}({mx}({k[0]}, {k[1]}), {k[2]})"
+        if name == "isnan":
+            return f"{self.isnan_fn()}({k[0]})"
+        if name in ("floor", "ceil"):
+            return f"{name}({k[0]})"
+        if name == "fma":
+            a = f"{self.opaque('f32')}({k[0]})" if allc else k[0]
+            return f"fma({a}, {k[1]}, {k[2]})"
+        if name == "pow":
+            return f"{self.fpow()}({k[0]}, {k[1]})"
+        return f"{self.fmath(name)}({k[0]})"
+
+    def minmax(self, which: str, vt: str) -> str:
+        nm = f"rc_{which}_{vt}"
+        if vt == "bool":
+            cond = "(!b) & a" if which == "min" else "b & (!a)"
+        else:
+            cond = "b < a" if which == "min" else "b > a"
+        return self.need(nm, lambda: f"fn {nm}(a: {vt}, b: {vt}) -> {vt} {{ return select(a, b, {cond}); }}")
+
+    def fmath(self, name: str) -> str:
+        self.isnan_fn()
+        self.isinf_fn()
+        nan = self.nan()
+        inf = f"{self.f32_bits_fn()}(0x7f800000u)"
+        bodies = {
+            "sqrt": (f"    if (rc_isnan(x) || x < 0.0f) {{ return {nan}; }}\n"
+                     "    if (x == 0.0f || rc_isinf(x)) { return x; }\n"
+                     "    return sqrt(x);"),
+            "exp": ("    if (rc_isnan(x)) { return x; }\n"
+                    f"    if (x > 88.72283172607422f) {{ return {inf}; }}\n"
+                    "    if (x < -103.97207641601562f) { return 0.0f; }\n"
+                    "    return exp(x);"),
+            "log": (f"    if (rc_isnan(x) || x < 0.0f) {{ return {nan}; }}\n"
+                    f"    if (x == 0.0f) {{ return -{inf}; }}\n"
+                    "    if (rc_isinf(x)) { return x; }\n"
+                    "    return log(x);"),
+            "sin": (f"    if (rc_isnan(x) || rc_isinf(x)) {{ return {nan}; }}\n"
+                    "    return sin(x);"),
+            "cos": (f"    if (rc_isnan(x) || rc_isinf(x)) {{ return {nan}; }}\n"
+                    "    return cos(x);"),
+            "tanh": ("    if (rc_isnan(x)) { return x; }\n"
+                     "    if (abs(x) > 9.1f) { return select(1.0f, -1.0f, x < 0.0f); }\n"
+                     "    return tanh(x);"),
+        }
+        if name not in bodies:
+            raise TypeError(f"unknown builtin {name}")
+        nm = f"rc_{name}"
+        return self.need(nm, lambda: f"fn {nm}(x: f32) -> f32 {{\n{bodies[name]}\n}}")
+
+    # -- storage access -----------------------------------------------------------------------
+
+    def local_name(self, name: str) -> str:
+        assert self.fn is not None
+        return self.fn.names[name]
+
+    def idx_u32(self, idx: Expr | None, text: str | None) -> str | None:
+        if idx is None or text is None:
+            return None
+        return text if _vt(idx.type) == "u32" else f"u32({text})"
+
+    def load(self, ref: Ref, idx_text: str | None, idx: Expr | None) -> str:
+        t = ref.type
+        assert isinstance(t, ScalarType)
+        if ref.space == "local":
+            n = self.local_name(ref.name)
+            return f"{n}[{idx_text}]" if idx_text is not None else n
+        ui = self.idx_u32(idx, idx_text)
+        if ref.space == "msg":
+            off = self.kir.input.dtype.fields[ref.name][1]
+            return self.buf_load("in", "rc_in", "rc_ib", off, ui, t, idx)
+        seg, off = self.field_seg[ref.name]
+        if seg.atomic is not None:
+            p = f"&rc_state.{seg.member}[{ui if ui is not None else '0u'}]"
+            v = f"atomicLoad({p})"
+            return f"bitcast<f32>({v})" if t.kind == "f" else v
+        return self.buf_load(f"st_{seg.member}", f"rc_state.{seg.member}", None, off, ui, t, idx)
+
+    def byte_fns(self, tag: str, arr: str, bits: int) -> tuple[str, str]:
+        mask = hex((1 << bits) - 1)
+        ld = f"rc_{tag}_ld{bits}"
+        st = f"rc_{tag}_st{bits}"
+        sel = "(b & 3u)" if bits == 8 else "(b & 2u)"
+        self.need(ld, lambda: (
+            f"fn {ld}(b: u32) -> u32 {{ return ({arr}[b >> 2u] >> ({sel} * 8u)) & {mask}u; }}"))
+        if tag != "in":
+            self.need(st, lambda: (
+                f"fn {st}(b: u32, v: u32) {{\n"
+                f"    let sh = {sel} * 8u;\n"
+                f"    {arr}[b >> 2u] = ({arr}[b >> 2u] & ~({mask}u << sh)) | ((v & {mask}u) << sh);\n}}"))
+        return ld, st
+
+    def elem_addr(self, base_words: str | None, off: int, esize: int, ui: str | None, idx: Expr | None,
+                  bytes_: bool) -> str:
+        const_i = 0
+        if idx is not None and isinstance(idx, Const):
+            const_i, ui = int(idx.value), None
+        if bytes_:
+            c = off + const_i * esize
+            parts = [f"{base_words} * 4u"] if base_words is not None else []
+            if ui is not None:
+                parts.append(ui if esize == 1 else f"{ui} * {esize}u")
+        else:
+            c = off // 4 + const_i * (esize // 4)
+            parts = [base_words] if base_words is not None else []
+            if ui is not None:
+                parts.append(ui if esize <= 4 else f"{ui} * {esize // 4}u")
+        if c or not parts:
+            parts.append(f"{c}u")
+        return " + ".join(parts)
+
+    def buf_load(self, tag: str, arr: str, base: str | None, off: int, ui: str | None, t: ScalarType,
+                 idx: Expr | None) -> str:
+        size = t.dtype.itemsize
+        if size == 4:
+            w = f"{arr}[{self.elem_addr(base, off, 4, ui, idx, False)}]"
+            return {"u32": w, "i32": f"bitcast<i32>({w})", "f32": f"bitcast<f32>({w})"}[_vt(t)]
+        ld, _ = self.byte_fns(tag, arr, size * 8)
+        v = f"{ld}({self.elem_addr(base, off, size, ui, idx, True)})"
+        if t.kind == "b":
+            return f"({v} != 0u)"
+        if t.kind == "i":
+            return f"{self.sx(t.bits)}(bitcast<i32>({v}))"
+        return v
+
+    def to_bits(self, t: ScalarType, v: str) -> str:
+        vt = _vt(t)
+        if vt == "bool":
+            return f"select(0u, 1u, {v})"
+        if vt == "u32":
+            return v
+        return f"bitcast<u32>({v})"
+
+    def buf_store(self, tag: str, arr: str, base: str | None, off: int, ui: str | None, t: ScalarType,
+                  idx: Expr | None, v: str) -> None:
+        size = t.dtype.itemsize
+        bits = self.to_bits(t, v)
+        if size == 4:
+            self.line(f"{arr}[{self.elem_addr(base, off, 4, ui, idx, False)}] = {bits};")
+            return
+        _, st = self.byte_fns(tag, arr, size * 8)
+        self.line(f"{st}({self.elem_addr(base, off, size, ui, idx, True)}, {bits});")
+
+    def store(self, ref: Ref, ui_text: str | None, idx: Expr | None, v: str) -> None:
+        t = ref.type
+        assert isinstance(t, ScalarType)
+        if ref.space == "local":
+            n = self.local_name(ref.name)
+            self.line(f"{n}[{ui_text}] = {v};" if ui_text is not None else f"{n} = {v};")
+            return
+        if ref.space != "state":
+            raise TypeError(f"cannot store into {ref.space}")
+        ui = self.idx_u32(idx, ui_text)
+        seg, off = self.field_seg[ref.name]
+        if seg.atomic is not None:
+            val = f"bitcast<u32>({v})" if t.kind == "f" else v
+            self.line(f"atomicStore(&rc_state.{seg.member}[{ui if ui is not None else '0u'}], {val});")
+            return
+        self.buf_store(f"st_{seg.member}", f"rc_state.{seg.member}", None, off, ui, t, idx, v)
+
+    # -- statements ---------------------------------------------------------------------------
+
+    def block(self, body: list[Stmt]) -> None:
+        self.ind += 1
+        for s in body:
+            self.stmt(s)
+        self.ind -= 1
+
+    def fail_return(self) -> str:
+        assert self.fn is not None
+        if self.fn.kind == "kernel":
+            return f"return {hex(STATUS_FAILED)}u | rc_fail;"
+        if self.fn.ret is None:
+            return "return;"
+        return f"return {_zero(self.fn.ret)};"
+
+    def stmt(self, s: Stmt) -> None:
+        try:
+            self._stmt(s)
+        except _Located as err:
+            if err.pos is None and s.pos is not None:
+                err.pos = s.pos
+            raise
+
+    def _stmt(self, s: Stmt) -> None:
+        if isinstance(s, Assign):
+            es = [s.value] + ([s.ref.index] if s.ref.index is not None else [])
+            texts = self.seq(es)
+            self.store(s.ref, texts[1] if len(texts) > 1 else None, s.ref.index, texts[0])
+        elif isinstance(s, Eval):
+            t = self.ex(s.expr)
+            if t and not _IDENT.match(t):
+                self.line(f"_ = {t};")
+        elif isinstance(s, If):
+            c = self.ex(s.cond)
+            self.line(f"if ({c}) {{")
+            self.block(s.then)
+            if s.orelse:
+                self.line("} else {")
+                self.block(s.orelse)
+            self.line("}")
+        elif isinstance(s, While):
+            self.line("loop {")
+            self.ind += 1
+            c = self.ex(s.cond)
+            self.line(f"if (!({c})) {{ break; }}")
+            self.ind -= 1
+            self.block(s.body)
+            self.line("}")
+        elif isinstance(s, For):
+            self.for_(s)
+        elif isinstance(s, Break):
+            self.line("break;")
+        elif isinstance(s, Continue):
+            self.line("continue;")
+        elif isinstance(s, Return):
+            self.return_(s)
+        elif isinstance(s, Fail):
+            assert self.fn is not None
+            if self.fn.kind == "kernel":
+                self.line(f"return {hex(STATUS_FAILED | s.site)}u;")
+            else:
+                self.line(f"rc_fail = {s.site}u;")
+                self.line(self.fail_return())
+        elif isinstance(s, ArrayZero):
+            t = s.ref.type
+            assert isinstance(t, ArrayType)
+            if s.ref.space != "local":
+                raise TypeError("ArrayZero on a non-local array")
+            self.line(f"{self.local_name(s.ref.name)} = array<{_vt(t.elem)}, {t.size}>();")
+        elif isinstance(s, ArrayCopy):
+            self.array_copy(s.dst, s.src)
+        elif isinstance(s, Tick):
+            if self.fn is None or self.fn.kind != "kernel":
+                raise TypeError("ctx.now() outside the kernel")
+            v = f"{self.tick_fn()}(rc_lane, rc_ntick)"
+            if s.logical is not None and s.logical.name in self.used:
+                self.line(f"{self.local_name(s.logical.name)} = {v};")
+            else:
+                self.line(f"_ = {v};")
+            self.line("rc_ntick = rc_ntick + 1u;")
+        else:
+            raise TypeError(f"unknown IR statement {type(s).__name__}")
+
+    def for_(self, s: For) -> None:
+        start, stop, step = self.seq([s.start, s.stop, s.step])
+        t = s.start.type
+        vt = _vt(t)
+        var = self.local_name(s.var)
+        trip = self.trip_fn(vt)
+        n = self.tmp("n")
+        k = self.tmp("k")
+        start, step = self.let(start), self.let(step)
+        self.line(f"let {n} = {trip}({start}, {stop}, {step});")
+        self.line(f"for (var {k} = 0u; {k} < {n}; {k} = {k} + 1u) {{")
+        self.ind += 1
+        if vt == "u32":
+            self.line(f"{var} = {start} + {k} * {step};")
+        else:
+            self.line(f"{var} = bitcast<i32>(bitcast<u32>({start}) + {k} * bitcast<u32>({step}));")
+        self.ind -= 1
+        self.block(s.body)
+        self.line("}")
+
+    def trip_fn(self, vt: str) -> str:
+        if vt == "u32":
+            return self.need("rc_trip_u32", lambda: (
+                "// iterations of range(a, b, s), s != 0, without overflow\n"
+                "fn rc_trip_u32(a: u32, b: u32, s: u32) -> u32 {\n"
+                "    if (b <= a || s == 0u) { return 0u; }\n"
+                "    return (b - a - 1u) / s + 1u;\n}"))
+        return self.need("rc_trip_i32", lambda: (
+            "// iterations of range(a, b, s), s != 0, without overflow\n"
+            "fn rc_trip_i32(a: i32, b: i32, s: i32) -> u32 {\n"
+            "    if (s > 0i) {\n"
+            "        if (b <= a) { return 0u; }\n"
+            "        return (bitcast<u32>(b) - bitcast<u32>(a) - 1u) / bitcast<u32>(s) + 1u;\n"
+            "    }\n"
+            "    if (s == 0i || b >= a) { return 0u; }\n"
+            "    return (bitcast<u32>(a) - bitcast<u32>(b) - 1u) / (0u - bitcast<u32>(s)) + 1u;\n}"))
+
+    # -- arrays and messages ------------------------------------------------------------------
+
+    def array_copy(self, dst: Ref, src: Ref) -> None:
+        t = dst.type
+        assert isinstance(t, ArrayType)
+        if dst.space == "local" and src.space == "local":
+            self.line(f"{self.local_name(dst.name)} = {self.local_name(src.name)};")
+            return
+        i = self.tmp("i")
+        iexpr = Load(_U32, Ref("local", "__rc_index__", None, _U32))
+        self.line(f"for (var {i} = 0u; {i} < {t.size}u; {i} = {i} + 1u) {{")
+        self.ind += 1
+        v = self.load(Ref(src.space, src.name, iexpr, t.elem), i, iexpr)
+        self.store(Ref(dst.space, dst.name, iexpr, t.elem), i, iexpr, v)
+        self.ind -= 1
+        self.line("}")
+
+    def msg_fields(self, m: MsgValue) -> list[tuple[str, object]]:
+        """Evaluate a message's field values in order: texts for scalars, Refs for arrays, and for
+        64-bit fields ``("const", value)`` or ``("ref", Ref, index text)`` (moved as words)."""
+        evals: list[Expr] = []
+        for f, v in m.fields.items():
+            if _bits64(m.spec.fields[f]):
+                if isinstance(v, Load) and v.ref.index is not None:
+                    evals.append(v.ref.index)
+            elif isinstance(v, Expr):
+                evals.append(v)
+        texts = iter(self.seq(evals))
+        out: list[tuple[str, object]] = []
+        for f, v in m.fields.items():
+            if _bits64(m.spec.fields[f]):
+                if isinstance(v, Const):
+                    out.append((f, ("const", v.value)))
+                elif isinstance(v, Load):
+                    out.append((f, ("ref", v.ref, next(texts) if v.ref.index is not None else None)))
+                elif isinstance(v, Ref):
+                    out.append((f, ("ref", v, None)))
+                else:
+                    out.append((f, None))
+            elif isinstance(v, Expr):
+                out.append((f, next(texts)))
+            else:
+                out.append((f, v))
+        return out
+
+    def write_msg(self, spec: MessageSpec, values: list, tag: str, arr: str, base: str) -> None:
+        """Write a whole payload record (padding zeroed) at word ``base`` of ``arr``."""
+        dt = spec.dtype
+        nwords = dt.itemsize // 4
+        full = [False] * nwords
+        for f, t in spec.fields.items():
+            elem = t.elem if isinstance(t, ArrayType) else t
+            if elem.dtype.itemsize >= 4:
+                off = dt.fields[f][1]
+                size = t.dtype.itemsize if isinstance(t, ArrayType) else elem.dtype.itemsize
+                for w in range(off // 4, (off + size) // 4):
+                    full[w] = True
+        for w in range(nwords):
+            if not full[w]:
+                self.line(f"{arr}[{base} + {w}u] = 0u;" if w else f"{arr}[{base}] = 0u;")
+        for f, v in values:
+            t = spec.fields[f]
+            off = dt.fields[f][1]
+            elem = t.elem if isinstance(t, ArrayType) else t
+            if elem.bits == 64:
+                self.copy_words64(spec, f, v, arr, base)
+                continue
+            if isinstance(t, ScalarType):
+                if v is None:
+                    if elem.dtype.itemsize >= 4:
+                        self.line(f"{arr}[{base} + {off // 4}u] = 0u;")
+                    continue
+                self.buf_store(tag, arr, base, off, None, t, None, v)
+                continue
+            if v is None:
+                if elem.dtype.itemsize >= 4:
+                    i = self.tmp("i")
+                    self.line(f"for (var {i} = 0u; {i} < {t.size}u; {i} = {i} + 1u) {{ "
+                              f"{arr}[{base} + {off // 4}u + {i}] = 0u; }}")
+                continue
+            assert isinstance(v, Ref)
+            i = self.tmp("i")
+            iexpr = Load(_U32, Ref("local", "__rc_index__", None, _U32))
+            self.line(f"for (var {i} = 0u; {i} < {t.size}u; {i} = {i} + 1u) {{")
+            self.ind += 1
+            val = self.load(Ref(v.space, v.name, iexpr, elem), i, iexpr)
+            self.buf_store(tag, arr, base, off, i, elem, iexpr, val)
+            self.ind -= 1
+            self.line("}")
+
+    def copy_words64(self, spec: MessageSpec, f: str, v, arr: str, base: str) -> None:
+        t = spec.fields[f]
+        off = spec.dtype.fields[f][1] // 4
+        nw = t.dtype.itemsize // 4
+        if v is None:
+            for w in range(nw):
+                self.line(f"{arr}[{base} + {off + w}u] = 0u;")
+            return
+        if v[0] == "const":
+            elem = t.elem if isinstance(t, ArrayType) else t
+            raw = int(np.array(v[1], dtype=elem.dtype).view(np.uint64)) if elem.kind == "f" else int(v[1])
+            raw &= (1 << 64) - 1
+            self.line(f"{arr}[{base} + {off}u] = {raw & 0xFFFFFFFF}u;")
+            self.line(f"{arr}[{base} + {off + 1}u] = {raw >> 32}u;")
+            return
+        _, ref, idx_text = v
+        if ref.space == "msg":
+            soff = self.kir.input.dtype.fields[ref.name][1] // 4
+            src_arr, sbase = "rc_in", "rc_ib + "
+        elif ref.space == "state":
+            seg, o = self.field_seg[ref.name]
+            soff, src_arr, sbase = o // 4, f"rc_state.{seg.member}", ""
+        else:
+            raise TypeError(f"64-bit copy from {ref.space}")
+        if idx_text is not None:
+            it = self.idx_u32(ref.index, idx_text)
+            for w in range(2):
+                self.line(f"{arr}[{base} + {off + w}u] = {src_arr}[{sbase}{soff + w}u + {it} * 2u];")
+            return
+        n = min(ref.type.dtype.itemsize // 4, nw)
+        if n <= 8:
+            for w in range(n):
+                self.line(f"{arr}[{base} + {off + w}u] = {src_arr}[{sbase}{soff + w}u];")
+            return
+        i = self.tmp("i")
+        self.line(f"for (var {i} = 0u; {i} < {n}u; {i} = {i} + 1u) {{ "
+                  f"{arr}[{base} + {off}u + {i}] = {src_arr}[{sbase}{soff}u + {i}]; }}")
+
+    def return_(self, s: Return) -> None:
+        assert self.fn is not None
+        if self.fn.kind == "func":
+            if isinstance(s.value, Expr):
+                self.line(f"return {self.ex(s.value)};")
+            else:
+                self.line(self.fail_return() if self.fn.ret is not None else "return;")
+            return
+        if s.value is None:
+            self.line("return 0u;")
+            return
+        assert isinstance(s.value, MsgValue)
+        values = self.msg_fields(s.value)
+        if self.out_words:
+            self.write_msg(s.value.spec, values, "out", "rc_out", "rc_ob")
+        self.line(f"return {STATUS_REPLIED}u;")
+
+    # -- calls, atomics, sends ----------------------------------------------------------------
+
+    def call(self, e: CallFunc, args: list[str]) -> str:
+        text = f"{self.func_names[e.name]}({', '.join(args)})"
+        if self.kir.funcs[e.name].ret is None:
+            self.line(f"{text};")
+            self.line(f"if (rc_fail != 0u) {{ {self.fail_return()} }}")
+            return ""
+        t = self.tmp()
+        self.line(f"let {t} = {text};")
+        self.line(f"if (rc_fail != 0u) {{ {self.fail_return()} }}")
+        return t
+
+    def atomic(self, e: Atomic, k: list[str]) -> str:
+        ref = e.ref
+        seg, _ = self.field_seg[ref.name]
+        t = e.type
+        if seg.atomic is None:
+            raise TypeError(f"atomic on non-atomic state field {ref.name}")
+        if t.bits != 32:
+            raise _Located(f"ctx.atomic_{e.op}",
+                           f"WGSL has atomics on 32-bit words only: ctx.atomic_{e.op} on {ref.name!r} ({t.name})",
+                           "declare the field u32, i32 or f32", e.pos)
+        vals = k[:2] if e.op == "cas" else k[:1]
+        idx = k[-1] if ref.index is not None else "0u"
+        if ref.index is not None and _vt(ref.index.type) != "u32":
+            idx = f"u32({idx})"
+        fn = self.atomic_fn(seg, e.op, t)
+        r = self.tmp()
+        self.line(f"let {r} = {fn}({idx}, {', '.join(vals)});")
+        return r
+
+    def atomic_fn(self, seg: _Seg, op: str, t: ScalarType) -> str:
+        vt = _vt(t)
+        nm = f"rc_atomic_{op}_{seg.member}"
+        p = f"&rc_state.{seg.member}[i]"
+        if op == "cas":
+            params = f"i: u32, e: {vt}, d: {vt}"
+        else:
+            params = f"i: u32, v: {vt}"
+        head = f"fn {nm}({params}) -> {vt} {{\n"
+        if vt != "f32":
+            native = {"add": "atomicAdd", "sub": "atomicSub", "min": "atomicMin", "max": "atomicMax",
+                      "exchange": "atomicExchange"}
+            if op in native:
+                return self.need(nm, lambda: f"fn {nm}({params}) -> {vt} {{ return {native[op]}({p}, v); }}")
+            return self.need(nm, lambda: head + (
+                "    var old = e;\n"
+                "    loop {\n"
+                f"        let r = atomicCompareExchangeWeak({p}, e, d);\n"
+                "        old = r.old_value;\n"
+                "        if (r.exchanged || r.old_value != e) { break; }\n"
+                "    }\n"
+                "    return old;\n}"))
+        if op == "exchange":
+            return self.need(nm, lambda: head + f"    return bitcast<f32>(atomicExchange({p}, bitcast<u32>(v)));\n}}")
+        if op == "cas":
+            body = ("        if (!(bitcast<f32>(old) == e)) { break; }\n"
+                    f"        let r = atomicCompareExchangeWeak({p}, old, bitcast<u32>(d));\n"
+                    "        if (r.exchanged) { break; }\n"
+                    "        old = r.old_value;\n")
+        else:
+            new = {"add": "fo + v", "sub": "fo - v", "min": "select(fo, v, v < fo)",
+                   "max": "select(fo, v, v > fo)"}[op]
+            body = ("        let fo = bitcast<f32>(old);\n"
+                    f"        let r = atomicCompareExchangeWeak({p}, old, bitcast<u32>({new}));\n"
+                    "        if (r.exchanged) { break; }\n"
+                    "        old = r.old_value;\n")
+        return self.need(nm, lambda: head + f"    var old = atomicLoad({p});\n    loop {{\n{body}    }}\n"
+                         "    return bitcast<f32>(old);\n}")
+
+    def send(self, e: Send, k: list[str]) -> str:
+        spec = e.msg.spec
+        if isinstance(e.target, Expr):
+            tgt, name1 = k[0], 0
+        else:
+            tgt, name1 = f"{NO_KERNEL}u", self.kir.send_targets.index(e.target) + 1
+        values = self.msg_fields(e.msg)
+        fn = self.need("rc_send", self._send_src)
+        r = self.tmp("send")
+        self.line(f"let {r} = {fn}({tgt}, {name1}u, {spec.type_id & 0xFFFFFFFF}u, rc_lane, rc_hops, rc_nsend);")
+        self.line("rc_nsend = rc_nsend + 1u;")
+        if spec.dtype.itemsize:
+            self.line(f"if ({r}.y != {NO_KERNEL}u) {{")
+            self.ind += 1
+            pb = self.tmp("pay")
+            self.line(f"let {pb} = {r}.y + {RECORD_HEADER_WORDS}u;")
+            self.write_msg(spec, values, "ob", "rc_outbox.words", pb)
+            self.ind -= 1
+            self.line("}")
+        return f"{r}.x"
+
+    def _send_src(self) -> str:
+        c = _CODES
+        rw = self.abi.record_words
+        return (
+            "// ctx.send: decide the result (the CPU runtime's checks against the directory, or the\n"
+            "// script), record the attempt in the outbox; returns (code, record word index or none)\n"
+            "fn rc_send(tgt: u32, name1: u32, type_id: u32, lane: u32, hops: u32, kth: u32) -> vec2<u32> {\n"
+            "    var k = tgt;\n"
+            f"    var code = {c['NOT_FOUND']}u;\n"
+            f"    var held = {NO_KERNEL}u;\n"
+            f"    if ((rc_params.flags & {FLAG_SCRIPTED}u) != 0u) {{\n"
+            f"        if (name1 != 0u) {{ k = {NO_KERNEL}u; }}\n"
+            "        if (kth < rc_params.script_stride) {\n"
+            "            code = atomicLoad(&rc_dir[lane * rc_params.script_stride + kth]);\n"
+            "        }\n"
+            "    } else {\n"
+            "        if (name1 != 0u) { k = atomicLoad(&rc_dir[name1 - 1u]); }\n"
+            f"        let e = {self.abi.dir_entries}u + k * {DIR_ENTRY_WORDS}u;\n"
+            "        if (k < rc_params.dir_len) {\n"
+            "            let st = atomicLoad(&rc_dir[e]);\n"
+            f"            if (st == {DIR_NONE}u) {{\n"
+            f"                code = {c['NOT_FOUND']}u;\n"
+            f"            }} else if (st != {DIR_RUNNING}u) {{\n"
+            f"                code = {c['TERMINATED']}u;\n"
+            "            } else if (atomicLoad(&rc_dir[e + 1u]) != type_id) {\n"
+            f"                code = {c['WRONG_TYPE']}u;\n"
+            "            } else if (hops > rc_params.max_hops) {\n"
+            f"                code = {c['MAX_HOPS_EXCEEDED']}u;\n"
+            "            } else {\n"
+            f"                code = {c['QUEUE_FULL']}u;\n"
+            "                var f = atomicLoad(&rc_dir[e + 2u]);\n"
+            "                loop {\n"
+            "                    if (f == 0u) { break; }\n"
+            f"                    if (f == {NO_KERNEL}u) {{ code = {_DELIVERED}u; break; }}\n"
+            "                    let r = atomicCompareExchangeWeak(&rc_dir[e + 2u], f, f - 1u);\n"
+            f"                    if (r.exchanged) {{ code = {_DELIVERED}u; held = e + 2u; break; }}\n"
+            "                    f = r.old_value;\n"
+            "                }\n"
+            "            }\n"
+            "        }\n"
+            "    }\n"
+            f"    var rec = {NO_KERNEL}u;\n"
+            "    let slot = atomicAdd(&rc_outbox.count, 1u);\n"
+            "    if (slot < rc_params.outbox_capacity) {\n"
+            f"        rec = slot * {rw}u;  // rc_outbox.words starts at word {OUTBOX_HEADER_WORDS}\n"
+            "        rc_outbox.words[rec] = lane;\n"
+            "        rc_outbox.words[rec + 1u] = k;\n"
+            "        rc_outbox.words[rec + 2u] = type_id;\n"
+            "        rc_outbox.words[rec + 3u] = code | (name1 << 8u);\n"
+            f"    }} else if (code == {_DELIVERED}u && (rc_params.flags & {FLAG_SCRIPTED}u) == 0u) {{\n"
+            f"        code = {c['QUEUE_FULL']}u;\n"
+            f"        if (held != {NO_KERNEL}u) {{ atomicAdd(&rc_dir[held], 1u); }}\n"
+            "    }\n"
+            "    if (code >= 1u && code <= 6u) { atomicAdd(&rc_outbox.results[code - 1u], 1u); }\n"
+            "    return vec2<u32>(code, rec);\n}")
+
+    def ctx_value(self, e: CtxValue) -> str:
+        if e.name == "thread_id":
+            return "rc_lane"
+        if e.name == "kernel_number":
+            return "rc_params.kernel_number"
+        if e.name.startswith("header."):
+            field = e.name[len("header."):]
+            off = HEADER_DTYPE.fields[field][1]
+            return self.buf_load("in", "rc_in", "rc_hb", off, None, e.type, None)
+        raise TypeError(f"unknown ctx value {e.name}")
+
+    def publish(self, e: Publish, k: list[str]) -> str:
+        spec = e.msg.spec
+        values = self.msg_fields(e.msg)
+        fn = self.need("rc_publish", self._publish_src)
+        r = self.tmp("pub")
+        topic = self.abi.topics.index(e.topic)
+        self.line(f"let {r} = {fn}({topic}u, {spec.type_id & 0xFFFFFFFF}u, rc_lane, rc_npub);")
+        self.line("rc_npub = rc_npub + 1u;")
+        if spec.dtype.itemsize:
+            self.line(f"if ({r}.y != {NO_KERNEL}u) {{")
+            self.ind += 1
+            pb = self.tmp("pay")
+            self.line(f"let {pb} = {r}.y + {RECORD_HEADER_WORDS}u;")
+            self.write_msg(spec, values, "ob", "rc_outbox.words", pb)
+            self.ind -= 1
+            self.line("}")
+        return f"{r}.x"
+
+    def _publish_src(self) -> str:
+        rw = self.abi.record_words
+        return (
+            "// ctx.publish: the topic's subscriber count (from the directory, or the script); records the\n"
+            "// publish in the outbox; returns (subscribers, record word index or none)\n"
+            "fn rc_publish(topic: u32, type_id: u32, lane: u32, kth: u32) -> vec2<u32> {\n"
+            "    var count = 0u;\n"
+            f"    let scripted = (rc_params.flags & {FLAG_SCRIPTED}u) != 0u;\n"
+            "    if (scripted) {\n"
+            "        let s = rc_params.script_stride;\n"
+            "        if (kth < s) { count = atomicLoad(&rc_dir[2u * rc_params.n * s + rc_params.n + lane * s + kth]); }\n"
+            "    } else {\n"
+            f"        count = atomicLoad(&rc_dir[{len(self.abi.send_targets)}u + topic]);\n"
+            "    }\n"
+            f"    var rec = {NO_KERNEL}u;\n"
+            "    let slot = atomicAdd(&rc_outbox.count, 1u);\n"
+            "    if (slot < rc_params.outbox_capacity) {\n"
+            f"        rec = slot * {rw}u;\n"
+            "        rc_outbox.words[rec] = lane;\n"
+            "        rc_outbox.words[rec + 1u] = topic;\n"
+            "        rc_outbox.words[rec + 2u] = type_id;\n"
+            f"        rc_outbox.words[rec + 3u] = {hex(PUBLISH_BIT)}u | (count & 0x7fffffffu);\n"
+            "    } else if (!scripted) {\n"
+            "        count = 0u;\n"
+            "    }\n"
+            "    return vec2<u32>(count, rec);\n}")
+
+    def tick_fn(self) -> str:
+        return self.need("rc_tick", lambda: (
+            "// ctx.now().logical: the batch's base plus a counter, or the script's answer\n"
+            "fn rc_tick(lane: u32, kth: u32) -> u32 {\n"
+            "    let t = atomicAdd(&rc_outbox.ticks, 1u);\n"
+            f"    if ((rc_params.flags & {FLAG_SCRIPTED}u) == 0u) {{ return rc_params.hlc_logical + t; }}\n"
+            "    let s = rc_params.script_stride;\n"
+            "    let n = rc_params.n;\n"
+            "    atomicStore(&rc_dir[2u * n * s + lane], kth + 1u);\n"
+            "    if (kth < s) { return atomicLoad(&rc_dir[n * s + lane * s + kth]); }\n"
+            "    return 0u;\n}"))
+
+    # -- functions ----------------------------------------------------------------------------
+
+    def local_names(self, types: dict, params: list[str]) -> dict[str, str]:
+        names: dict[str, str] = {}
+        taken: set[str] = set()
+        for n in list(params) + [k for k in types if k not in params]:
+            base = f"v_{_sanitise(n)}"
+            v, i = base, 2
+            while v in taken:
+                v = f"{base}_{i}"
+                i += 1
+            taken.add(v)
+            names[n] = v
+        names["__rc_index__"] = "rc_index_unused"
+        return names
+
+    def decl_locals(self, types: dict, skip: set[str], used: set[str]) -> None:
+        assert self.fn is not None
+        for n, t in types.items():
+            if n in skip or n not in used:
+                continue
+            if isinstance(t, ArrayType):
+                self.line(f"var {self.fn.names[n]}: array<{_vt(t.elem)}, {t.size}>;")
+            else:
+                self.line(f"var {self.fn.names[n]}: {_vt(t)};")
+
+    def function(self, f: Function) -> list[str]:
+        pnames = [p for p, _ in f.params]
+        names = self.local_names(f.locals, pnames)
+        self.fn = _Fn("func", f.ret, names, f.locals)
+        self.used = _used_locals(f.body) | set(pnames)
+        self.lines = []
+        self.ind = 1
+        for p, _ in f.params:
+            self.line(f"var {names[p]} = p_{names[p]};")
+        self.decl_locals(f.locals, set(pnames), self.used)
+        for s in f.body:
+            self.stmt(s)
+        if f.ret is not None:
+            self.line(f"return {_zero(f.ret)};")
+        params = ", ".join(f"p_{names[p]}: {_vt(t)}" for p, t in f.params)
+        ret = f" -> {_vt(f.ret)}" if f.ret is not None else ""
+        return [f"fn {self.func_names[f.name]}({params}){ret} {{"] + self.lines + ["}"]
+
+    def kernel(self) -> list[str]:
+        kir = self.kir
+        names = self.local_names(kir.locals, [])
+        self.fn = _Fn("kernel", None, names, kir.locals)
+        self.used = _used_locals(kir.body)
+        self.lines = []
+        self.ind = 1
+        self.line(f"let rc_hb = rc_lane * {self.in_words}u;")
+        self.line(f"let rc_ib = rc_hb + {self.payload_off // 4}u;")
+        self.line(f"let rc_ob = rc_lane * {self.out_words}u;")
+        self.line("let rc_hops = ((rc_in[rc_hb + 13u] >> 16u) & 0xffu) + 1u;")
+        self.line("var rc_nsend = 0u;")
+        self.line("var rc_ntick = 0u;")
+        self.line("var rc_npub = 0u;")
+        self.decl_locals(kir.locals, set(), self.used)
+        for s in kir.body:
+            self.stmt(s)
+        self.line("return 0u;")
+        kname = f"rc_kernel_{_sanitise(kir.name)}"
+        self.kname = kname
+        return [f"fn {kname}(rc_lane: u32) -> u32 {{"] + self.lines + ["}"]
+
+    # -- the module ---------------------------------------------------------------------------
+
+    def module(self) -> str:
+        kir = self.kir
+        parts_funcs = []
+        for f in kir.funcs.values():
+            parts_funcs.append("\n".join(self.function(f)))
+        kernel = "\n".join(self.kernel())
+        st = self.state_struct()
+        out = [
+            f"// ringcore kernel {kir.name!r} ({os.path.basename(kir.filename)}:{kir.first_line}), "
+            "generated by ringcore.lang.targets.wgsl",
+            f"// input {kir.input.name}: slot {self.abi.in_slot_bytes} bytes; reply "
+            f"{kir.output.name if kir.output else 'none'}: {self.abi.reply_bytes} bytes; "
+            f"state {self.abi.state_bytes} bytes; outbox record {self.abi.record_words} words; "
+            f"{'serial' if kir.serial else 'parallel'}",
+            "",
+            "struct RcParams {",
+            "    n: u32,",
+            "    kernel_number: u32,",
+            "    hlc_logical: u32,",
+            "    outbox_capacity: u32,",
+            "    max_hops: u32,",
+            "    dir_len: u32,",
+            "    flags: u32,",
+            "    script_stride: u32,",
+            "}",
+            "",
+            st,
+            "",
+            "struct RcOutbox {",
+            "    count: atomic<u32>,",
+            "    ticks: atomic<u32>,",
+            "    results: array<atomic<u32>, 6>,",
+            "    words: array<u32>,",
+            "}",
+            "",
+            "@group(0) @binding(0) var<uniform> rc_params: RcParams;",
+            "@group(0) @binding(1) var<storage, read> rc_in: array<u32>;",
+            "@group(0) @binding(2) var<storage, read_write> rc_out: array<u32>;",
+            "@group(0) @binding(3) var<storage, read_write> rc_status: array<u32>;",
+            "@group(0) @binding(4) var<storage, read_write> rc_state: RcState;",
+            "@group(0) @binding(5) var<storage, read_write> rc_outbox: RcOutbox;",
+            "@group(0) @binding(6) var<storage, read_write> rc_dir: array<atomic<u32>>;",
+            "",
+            "// the error site of a failed @ringcore.func call (0: none)",
+            "var<private> rc_fail: u32;",
+            "",
+        ]
+        for h in self.helpers.values():
+            out.append(h)
+            out.append("")
+        for f in parts_funcs:
+            out.append(f)
+            out.append("")
+        out.append(kernel)
+        out.append("")
+        if kir.serial:
+            out += [
+                "@compute @workgroup_size(1)",
+                f"fn {ENTRY_POINT}() {{",
+                "    for (var i = 0u; i < rc_params.n; i = i + 1u) {",
+                "        rc_fail = 0u;",
+                f"        rc_status[i] = {self.kname}(i);",
+                "    }",
+                "}",
+            ]
+        else:
+            out += [
+                f"@compute @workgroup_size({WORKGROUP_SIZE})",
+                f"fn {ENTRY_POINT}(@builtin(global_invocation_id) gid: vec3<u32>, "
+                "@builtin(num_workgroups) nwg: vec3<u32>) {",
+                f"    let lane = gid.x + gid.y * nwg.x * {WORKGROUP_SIZE}u;",
+                "    if (lane >= rc_params.n) { return; }",
+                "    rc_fail = 0u;",
+                f"    rc_status[lane] = {self.kname}(lane);",
+                "}",
+            ]
+        return "\n".join(out) + "\n"
+
+    def state_struct(self) -> str:
+        lines = ["struct RcState {"]
+        if not self.segs:
+            lines.append("    unused: u32,")
+        for seg in self.segs:
+            if seg.atomic is None:
+                lines.append(f"    {seg.member}: array<u32, {seg.words}>,")
+            else:
+                at = "i32" if seg.atomic.kind == "i" else "u32"
+                lines.append(f"    {seg.member}: array<atomic<{at}>, {seg.words}>,")
+        lines.append("}")
+        return "\n".join(lines)
+
+
+_U32 = ScalarType("u32", "<u4", "uint32_t", "u32")
+
+
+def _check_atomics(kir: KernelIR) -> None:
+    for name in kir.atomics:
+        t = kir.state[name]
+        elem = t.elem if isinstance(t, ArrayType) else t
+        if elem.bits != 32 or elem.kind == "b":
+            pos = None
+            for body in [kir.body]:
+                for s in walk_stmts(body):
+                    for e in stmt_exprs(s):
+                        for x in walk_exprs(e):
+                            if isinstance(x, Atomic) and x.ref.name == name and pos is None:
+                                pos = x.pos or s.pos
+            if elem.bits == 64:
+                _no64(elem, f"ctx.atomic_* on {name!r}", pos)
+            raise _Located("atomic", f"WGSL has atomics on 32-bit words only: ctx.state.{name} is {elem.name}",
+                           "declare the field u32, i32 or f32", pos)
+
+
+def emit(kir: KernelIR) -> str:
+    """The WGSL module for ``kir`` (see the module docstring for its ABI).
+
+    Raises KernelCompileError when the kernel computes with 64-bit values or
+    uses atomics on fields narrower than 32 bits.
+    """
+    try:
+        _check_64bit(kir)
+        _check_atomics(kir)
+        return _Emitter(kir).module()
+    except _Located as err:
+        raise _compile_error(kir, err) from None
