@@ -48,7 +48,9 @@ class NumpyExecutor:
         replies = None
         out = None
         if self._out_dtype is not None:
-            replies = np.zeros(n, self._out_dtype)
+            # A reused buffer (fresh pages cost more than the kernel), zero-filled as the ABI says.
+            replies = self.handle._scratch(self._out_dtype, n)
+            replies[...] = 0
             out = field_arrays(replies, self._out_fields)
         env = KernelEnv(self.handle, batch["header"], self._specs)
         with np.errstate(all="ignore"):  # fixed-width integers wrap, as on every target
