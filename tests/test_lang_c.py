@@ -625,14 +625,9 @@ def _inputs(entry: C.CorpusEntry, n_random: int = 200) -> np.ndarray:
 
 
 #: Entries where the *reference* disagrees with IEEE 754 / C99 (which the C targets follow), outside this
-#: target's files. Strict: when the reference is fixed the XPASS fails, and the entry must go.
-_POW = ("reference pow: numpy's scalar np.power gives NaN for pow(-inf, 0.5) and pow(-inf, y) cases where "
-        "IEEE 754 / C99 pow (and numpy's own f32 array path) give +inf")
-_FMA = "reference fma on f64: builtins.fma computes a * b + c with two roundings; C's fma rounds once"
-REFERENCE_DEVIATIONS = {
-    "corpus_math64": _FMA, "corpus_pow32": _POW, "corpus_pow64": _POW,
-    "c_math_f32": _POW, "c_math_f64": _POW + "; " + _FMA,
-}
+#: target's files, as ``name -> reason``. Strict: when the reference is fixed the XPASS fails, and the entry
+#: must go. (Empty: the reference's pow and f64 fma now follow C.)
+REFERENCE_DEVIATIONS: dict[str, str] = {}
 
 
 def _entry_params() -> list[Any]:
