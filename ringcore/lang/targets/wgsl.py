@@ -1,111 +1,130 @@
 """The WGSL target: a WebGPU compute shader that runs a kernel over a batch of messages.
 
 ``emit(kir)`` returns a WGSL module; ``abi(kir)`` describes the buffers a host
-binds to run it (the wgpu backend follows it; so do the tests). Everything is
+binds to run it (the wgpu backend follows it; so does tests/test_lang_wgsl.py,
+whose ``execute`` and ``run_wgsl`` are a complete minimal host). Everything is
 little-endian and 32-bit: WGSL has no 64-bit integers, no 8/16-bit storage and
-no storable ``bool``.
+no storable ``bool``; those fields are read and written inside their u32 words.
 
 The ABI
 -------
-One bind group (group 0), always these seven bindings. A host must create an
-*explicit* bind group layout with all seven (``layout="auto"`` drops the
-bindings a kernel does not use); every buffer must be at least 16 bytes.
+One bind group (group 0) with these seven bindings, always declared. Create an
+*explicit* bind group layout with all seven (``BINDINGS`` gives each one's
+buffer binding type): ``layout="auto"`` drops the bindings a kernel does not
+use. Bind buffers of at least 16 bytes (a kernel without state or replies still
+declares them), the outbox at least 36 (its header and one record word).
 
-===  ==================  =======================  =============================================
-#    name                kind                     contents
-===  ==================  =======================  =============================================
-0    ``rc_params``       uniform                  8 u32: ``n`` (messages in the batch),
-                                                  ``kernel_number``, ``hlc_logical`` (what the
-                                                  batch's first ``ctx.now()`` returns as
-                                                  ``.logical``), ``outbox_capacity`` (records),
-                                                  ``max_hops``, ``dir_len`` (kernel numbers the
-                                                  directory covers), two reserved words
-1    ``rc_in``           read-only storage        the batch's input slots, exactly as in a
-                                                  RingQueue: ``n`` records of
-                                                  ``kir.input.slot_dtype`` (the 64-byte header,
-                                                  then the payload), stride
-                                                  ``slot_dtype.itemsize`` (a multiple of 8)
-2    ``rc_out``          storage                  the replies: ``n`` payload records of
-                                                  ``kir.output.dtype``, stride ``itemsize``
-                                                  (a multiple of 8; may be 0). A replying lane
-                                                  writes every byte of its record, padding
-                                                  included (zeros); other lanes' records are
-                                                  left untouched
-3    ``rc_status``       storage                  ``n`` u32, one per lane: 0 = done, no reply;
-                                                  1 = replied; ``0x80000000 | site`` = failed
-                                                  with error site ``site``
-                                                  (``kir.errors[site - 1]``)
-4    ``rc_state``        storage                  the kernel's state record
-                                                  (``kir.state_dtype``), updated in place; keep
-                                                  it across dispatches. Fields in
-                                                  ``kir.atomics`` are atomic words
-5    ``rc_outbox``       storage                  ``ctx.send`` records and counters (below)
-6    ``rc_dir``          storage                  the directory ``ctx.send`` consults (below)
-===  ==================  =======================  =============================================
+=====  =============  ==================  ===================================================
+ #     name           binding type        contents
+=====  =============  ==================  ===================================================
+ 0     ``rc_params``  uniform             12 u32 words, ``WgslAbi.params(...)``: ``n`` (lanes),
+                                          ``kernel_number``, ``hlc_logical`` (what the batch's
+                                          first ``ctx.now()`` returns as ``.logical``),
+                                          ``outbox_capacity`` (records), ``max_hops``,
+                                          ``dir_len`` (kernel numbers in the directory),
+                                          ``flags`` (``FLAG_SCRIPTED``), ``script_stride``,
+                                          ``zero`` (MUST be 0: float operations xor one
+                                          operand's bits with it, which keeps the shader
+                                          compiler from rewriting ``x - x`` to 0 and the like),
+                                          three reserved words
+ 1     ``rc_in``      read-only-storage   the batch's input slots exactly as in a RingQueue:
+                                          ``n`` records of ``kir.input.slot_dtype`` (64-byte
+                                          header, then the payload; the stride is a multiple
+                                          of 8). ``ctx.header.*`` reads the header;
+                                          ``ctx.send`` reads its ``hops``
+ 2     ``rc_out``     storage             replies: ``n`` records of ``kir.output.dtype``
+                                          (stride ``itemsize``, a multiple of 8, maybe 0). A
+                                          replying lane writes all of its record, padding
+                                          zeroed; others leave theirs untouched
+ 3     ``rc_status``  storage             ``n`` u32: 0 = done without a reply, 1
+                                          (``STATUS_REPLIED``) = replied, ``0x80000000 | site``
+                                          (``STATUS_FAILED``) = failed at
+                                          ``kir.errors[site - 1]`` (its state writes and
+                                          sends so far stay, as in Python)
+ 4     ``rc_state``   storage             the state record (``kir.state_dtype``), in place;
+                                          keep it across dispatches. Fields in
+                                          ``kir.atomics`` are ``atomic<u32>`` or
+                                          ``atomic<i32>`` words (f32 ones hold the bits)
+ 5     ``rc_outbox``  storage             sends and publishes (below)
+ 6     ``rc_dir``     storage             what sends and publishes are answered from (below)
+=====  =============  ==================  ===================================================
 
-Dispatch: ``abi(kir).dispatch(n)`` workgroups. A parallel kernel has
-workgroup size 64 and one invocation per message (lane =
-``gid.x + gid.y * num_workgroups.x * 64``, so batches beyond 65535 workgroups
-use a second dimension); a serial kernel (``kir.serial``) has workgroup size 1
-and one invocation that processes the ``n`` messages in order.
-``ctx.thread_id`` is the lane.
+Dispatch ``abi(kir).dispatch(n)`` workgroups. A parallel kernel has workgroup
+size 64, one invocation per message (lane ``gid.x + gid.y * num_workgroups.x *
+64``: beyond 65535 workgroups the grid gets a second dimension); a serial one
+(``kir.serial``) has workgroup size 1 and its single invocation runs the ``n``
+messages in order. ``ctx.thread_id`` is the lane.
 
-The outbox (binding 5), all u32 words::
+**The outbox** (u32 words): word 0 counts records claimed (atomic; it may pass
+``outbox_capacity``: ``min(count, capacity)`` records were written); word 1
+counts ``ctx.now()`` calls; words 2-7 count sends by result code 1-6
+(DELIVERED, QUEUE_FULL, NOT_FOUND, MAX_HOPS_EXCEEDED, WRONG_TYPE, TERMINATED);
+then ``abi.record_words``-word records (``abi.record_dtype``):
+``[lane, target, type_id, code]`` and the message's payload record (padding
+zeroed), sized for the largest type the kernel sends or publishes. Every send
+*attempt* has a record (so the host sees failures too); only code 1 ones are
+to be delivered. ``code`` is the DELIVERY code | (name index + 1) << 8 for a
+send to ``kir.send_targets[name index]`` (``target`` is then the kernel number
+the directory gave, or ``NO_KERNEL``), or ``PUBLISH_BIT | subscribers`` for a
+publish (``target`` is then the index in ``abi.topics``). A lane's records are
+in its order; different lanes' records of a parallel kernel are in no
+particular order (sort by lane, stably). A lane with a DELIVERED send
+forwarded its message (the reply obligation goes with it). ``read_outbox`` and
+``send_target`` decode it.
 
-    word 0      records claimed (atomic; may exceed outbox_capacity: the host reads
-                min(count, capacity) records)
-    word 1      ctx.now() calls in this dispatch (atomic): the k-th returns
-                .logical = hlc_logical + k; advance the clock by this count afterwards
-    words 2-7   sends by result code 1..6 (atomic counters: DELIVERED, QUEUE_FULL,
-                NOT_FOUND, MAX_HOPS_EXCEEDED, WRONG_TYPE, TERMINATED)
-    word 8...   records, abi.record_words words each:
-                [lane, target kernel number, type_id, hops] then the payload of the
-                sent message type (its dtype, zero padding included), sized for the
-                largest type the kernel sends
+**The directory** (u32 words, in the normal mode): one word per name in
+``abi.send_targets`` (its kernel number, or ``NO_KERNEL``), one per topic in
+``abi.topics`` (its subscriber count, what ``ctx.publish`` returns), then from
+word ``abi.dir_entries`` four words per kernel number ``k < dir_len``:
+``[state, type_id, free, 0]`` with state ``DIR_NONE`` (no such kernel),
+``DIR_RUNNING`` or ``DIR_TERMINATED`` (terminated or terminating), the type id
+its queue takes, and how many more messages it accepts in this dispatch
+(decremented atomically by each DELIVERED send; ``NO_KERNEL`` = unlimited).
+A send is decided as the CPU runtime does: NOT_FOUND (``k >= dir_len`` or
+``DIR_NONE``), TERMINATED, WRONG_TYPE, MAX_HOPS_EXCEEDED (input ``hops`` + 1
+> ``max_hops``), QUEUE_FULL (no free slot, or no room in the outbox, which
+gives the slot back), else DELIVERED. A publish without room in the outbox
+reached no one (0).
 
-Only DELIVERED sends have a record. Records of one lane are in its send order;
-records of different lanes of a parallel kernel are in no particular order
-(sort by lane, stably, to get the reference order). A lane with a record has
-forwarded its message (the reply obligation goes with it). ``hops`` is the
-input message's ``hops`` + 1.
-
-The directory (binding 6), all u32 words: first one word per name in
-``kir.send_targets`` (``ctx.send("name", ...)``): that kernel's number, or
-``0xFFFFFFFF`` when there is none. Then, for each kernel number
-``k < dir_len``, four words at ``len(send_targets) + 4 * k``:
-``[state, type_id, free, reserved]`` where state is 0 (no such kernel),
-1 (running) or 2 (terminated or terminating), ``type_id`` the type its input
-queue takes and ``free`` how many more messages its queue accepts in this
-dispatch (decremented atomically by every DELIVERED send; 0xFFFFFFFF for "do
-not limit"). A send decides, in the order of the CPU runtime: NOT_FOUND
-(``k >= dir_len`` or state 0), TERMINATED, WRONG_TYPE, MAX_HOPS_EXCEEDED
-(``hops > max_hops``), then QUEUE_FULL (no ``free`` slot or the outbox is
-full), else DELIVERED.
+**Scripted mode** (``flags & FLAG_SCRIPTED``, for differential tests): with
+``S = script_stride``, the directory instead holds ``abi.script_words(n, S)``
+words: the code of lane L's k-th send at ``L*S + k``, the ``.logical`` of its
+k-th ``ctx.now()`` at ``n*S + L*S + k``, its count of ``ctx.now()`` calls
+(written by the kernel) at ``2*n*S + L``, the subscriber count of its k-th
+publish at ``2*n*S + n + L*S + k`` (k >= S: NOT_FOUND, 0, 0).
 
 Semantics
 ---------
-Everything in ``ir.py``'s docstring, exactly, with these notes: integer
-arithmetic, shifts, floor division/modulo, casts (float -> int wraps modulo
-2**32 from the exact bit pattern; int -> float rounds to nearest even by hand),
-``abs``/``min``/``max``/``clamp``, ``isnan``, float ``%``/``//`` (an exact
-``fmod`` ported from musl, then numpy's ``npy_divmod``) and atomics are exact.
-``+ - * /`` and ``sqrt`` are the device's f32 operations (IEEE on every WebGPU
-implementation tested; WGSL allows 2.5 ulp for ``/``), ``fma`` is WGSL's
-``fma`` (fused where the device fuses), ``exp log sin cos tanh`` are the
-device's with numpy's results for NaN, infinities, overflow and out-of-domain
-arguments forced explicitly, and ``pow`` follows numpy's special cases (NaN
-for a negative base with a non-integer exponent); for integer exponents it
-multiplies by repeated squaring with exponent tracking (a few ulp), otherwise
-``exp2(y * log2(x))``.
+Everything in ``ir.py``'s docstring, exactly, on any conforming WebGPU
+implementation, including those that compile WGSL with a finite-math
+assumption (WGSL allows it; Mesa's llvmpipe does it: it folds ``x - x`` to 0
+and turns compare-and-select into ``fmin``): float comparisons test NaN by the
+bits first, one operand of each float operation goes through an identity the
+compiler cannot see through, NaN and infinities are made from bits, never from
+constant expressions. Exact by construction: integer arithmetic with wrapping,
+shifts, floor division and modulo (on magnitudes with unsigned operations:
+signed ``%`` of negative numbers is undefined in GLSL, which WGSL may become),
+casts (float -> int wraps the exact bits; int -> float rounds to nearest even
+by hand), ``abs`` ``min`` ``max`` ``clamp`` ``isnan`` ``floor`` ``ceil``,
+float ``//`` and ``%`` (an exact ``fmod`` ported from musl, then numpy's
+``npy_divmod``), ``fma`` (Boldo and Melquiond's emulation with Dekker products
+and rounding to odd: WGSL's ``fma`` may round twice, and does on llvmpipe) and
+atomics. ``+ - * /`` and ``sqrt`` are the device's IEEE operations (WGSL allows
+``/`` 2.5 ulp). ``exp log sin cos tanh pow`` are computed here rather than by
+the device (whose versions are far off for large or tiny arguments): Cody-Waite
+``exp``, a double-f32 ``log``, Payne-Hanek reduction on integers for
+``sin``/``cos`` with musl's polynomials, ``pow`` as ``exp(y * ln|x|)`` in
+double-f32 with C's special cases; within 3 ulp of numpy on the test corpus.
 
 64-bit
 ------
-WGSL has no 64-bit types, so a kernel that computes with one (a u64/i64/f64
-field, local, expression or atomic, or ``ctx.now().physical``) fails at
-compile time with a KernelCompileError naming the construct and its line. A
-message (or state) field of a 64-bit type that is only *copied* whole — a
-message forwarded unchanged, a reply field set from the same field of the
-input, or left zero — is allowed: it is moved as two u32 words.
+A kernel that computes with a 64-bit value (a u64/i64/f64 field, header field,
+local, expression, cast or atomic, or ``ctx.now().physical``) raises
+KernelCompileError at compile time, naming the construct and its line. A
+64-bit message or state field that is only *moved* whole (a message forwarded
+unchanged, a reply field set from the same field of the input or state, a
+constant, or left zero) is copied as two u32 words. Atomics need 32-bit
+fields.
 """
 
 from __future__ import annotations
@@ -178,7 +197,7 @@ BINDINGS = {
 }
 STATUS_REPLIED = 1
 STATUS_FAILED = 0x80000000
-PARAMS_WORDS = 8
+PARAMS_WORDS = 12
 OUTBOX_HEADER_WORDS = 8
 RECORD_HEADER_WORDS = 4
 DIR_ENTRY_WORDS = 4
@@ -240,9 +259,9 @@ class WgslAbi:
     @staticmethod
     def params(n: int, *, kernel_number: int = 0, hlc_logical: int = 0, outbox_capacity: int = 0,
                max_hops: int = 255, dir_len: int = 0, flags: int = 0, script_stride: int = 0) -> np.ndarray:
-        """The 8 words of ``rc_params``."""
-        return np.array([n, kernel_number, hlc_logical, outbox_capacity, max_hops, dir_len, flags, script_stride],
-                        dtype="<u4")
+        """The 12 words of ``rc_params`` (``zero`` must be 0)."""
+        return np.array([n, kernel_number, hlc_logical, outbox_capacity, max_hops, dir_len, flags, script_stride,
+                         0, 0, 0, 0], dtype="<u4")
 
     @property
     def record_dtype(self) -> np.dtype:
@@ -742,7 +761,10 @@ class _Emitter:
             "    return bitcast<f32>((bitcast<u32>(x) & 0x7fffffffu) | (bitcast<u32>(y) & 0x80000000u));\n}"))
 
     def opaque(self, vt: str) -> str:
-        return self.need(f"rc_opq_{vt}", lambda: f"fn rc_opq_{vt}(x: {vt}) -> {vt} {{ return x; }}")
+        """An identity the shader compiler cannot see through (rc_params.zero is 0 at run time)."""
+        assert vt == "f32"
+        return self.need("rc_opq_f32", lambda: (
+            "fn rc_opq_f32(x: f32) -> f32 { return bitcast<f32>(bitcast<u32>(x) ^ rc_params.zero); }"))
 
     # -- constants ----------------------------------------------------------------------------
 
@@ -854,8 +876,13 @@ class _Emitter:
             return f"({a} {sym} {b})"
         if t.kind == "f":
             if op in ("add", "sub", "mul", "div"):
-                if self.is_const(e.left) and self.is_const(e.right):
+                # One operand (not a constant one, when the other is not) goes through the opaque
+                # identity, so that the shader compiler cannot rewrite x - x, x * 0.0, ... (and
+                # nothing is evaluated at shader-creation time, where inf or NaN is an error).
+                if self.is_const(e.left) and not self.is_const(e.right):
                     a = f"{self.opaque('f32')}({a})"
+                else:
+                    b = f"{self.opaque('f32')}({b})"
                 sym = {"add": "+", "sub": "-", "mul": "*", "div": "/"}[op]
                 return f"({a} {sym} {b})"
             if op == "floordiv":
@@ -871,6 +898,8 @@ class _Emitter:
         return f"{self.int_op(op, t)}({a}, {b})"
 
     def compare(self, e: Compare, a: str, b: str) -> str:
+        if e.left.type.kind == "f":
+            return f"{self.fcmp(e.op)}({a}, {b})"
         sym = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}[e.op]
         if e.left.type.kind == "b" and e.op not in ("eq", "ne"):
             a, b = f"select(0u, 1u, {a})", f"select(0u, 1u, {b})"
@@ -937,6 +966,8 @@ class _Emitter:
         if src.name == dst.name or (src.kind == dst.kind and src.bits == dst.bits and src.kind != "b"):
             return x
         if dst.kind == "b":
+            if src.kind == "f":
+                return f"{self.fcmp('ne')}({x}, 0.0f)"
             return f"({x} != {_zero(src)})"
         if src.kind == "b":
             one = {"u32": "1u", "i32": "1i", "f32": "1.0f"}[dv]
@@ -1051,106 +1082,311 @@ class _Emitter:
         return self.need("rc_fdiv0", lambda: (
             "// a / b for b == +-0, IEEE\n"
             "fn rc_fdiv0(a: f32, b: f32) -> f32 {\n"
-            f"    if (a == 0.0f || rc_isnan(a)) {{ return {nan}; }}\n"
+            f"    if ((bitcast<u32>(a) & 0x7fffffffu) == 0u || rc_isnan(a)) {{ return {nan}; }}\n"
             "    return bitcast<f32>(0x7f800000u | ((bitcast<u32>(a) ^ bitcast<u32>(b)) & 0x80000000u));\n}"))
 
     def ffloordiv(self) -> str:
         self.fmod_c()
         self.fdiv0()
         self.copysign_fn()
+        nan = self.nan()
         return self.need("rc_floordiv_f32", lambda: (
             "// numpy's npy_divmod (floor division)\n"
             "fn rc_floordiv_f32(a: f32, b: f32) -> f32 {\n"
-            "    if (b == 0.0f) { return rc_fdiv0(a, b); }\n"
+            f"    if (rc_isnan(a) || rc_isnan(b)) {{ return {nan}; }}\n"
+            "    if ((bitcast<u32>(b) & 0x7fffffffu) == 0u) { return rc_fdiv0(a, b); }\n"
             "    let m = rc_fmod(a, b);\n"
-            "    var div = (a - m) / b;\n"
+            f"    if (rc_isnan(m)) {{ return {nan}; }}\n"
+            "    var div = (a - rc_opq_f32(m)) / rc_opq_f32(b);\n"
             "    if (m != 0.0f) {\n"
             "        if ((b < 0.0f) != (m < 0.0f)) { div = div - 1.0f; }\n"
             "    }\n"
             "    if (div != 0.0f) {\n"
             "        var fd = floor(div);\n"
-            "        if (div - fd > 0.5f) { fd = fd + 1.0f; }\n"
+            "        if (div - rc_opq_f32(fd) > 0.5f) { fd = fd + 1.0f; }\n"
             "        return fd;\n"
             "    }\n"
-            "    return rc_copysign(0.0f, a / b);\n}"))
+            "    return rc_copysign(0.0f, a / rc_opq_f32(b));\n}"))
 
     def fmod_py(self) -> str:
         self.fmod_c()
         self.copysign_fn()
+        nan = self.nan()
         return self.need("rc_mod_f32", lambda: (
             "// numpy's npy_divmod (remainder)\n"
             "fn rc_mod_f32(a: f32, b: f32) -> f32 {\n"
+            f"    if (rc_isnan(a) || rc_isnan(b)) {{ return {nan}; }}\n"
             "    var m = rc_fmod(a, b);\n"
-            "    if (b == 0.0f) { return m; }\n"
+            "    if ((bitcast<u32>(b) & 0x7fffffffu) == 0u || rc_isnan(m)) { return m; }\n"
             "    if (m != 0.0f) {\n"
-            "        if ((b < 0.0f) != (m < 0.0f)) { m = m + b; }\n"
+            "        if ((b < 0.0f) != (m < 0.0f)) { m = m + rc_opq_f32(b); }\n"
             "    } else {\n"
             "        m = rc_copysign(0.0f, b);\n"
             "    }\n"
             "    return m;\n}"))
 
+    # Float helpers below never rely on the device for NaN, infinities or signed zeros (WGSL lets an
+    # implementation assume there are none, and Mesa's compiler does: x - x becomes 0, a compare-and-
+    # select becomes fmin): special values are told apart by their bits, and one operand of a float
+    # operation goes through rc_opq_f32 (an identity the compiler cannot see through: it xors the
+    # bits with rc_params.zero) so that no algebraic rewrite applies.
+
+    def fcmp(self, op: str) -> str:
+        self.isnan_fn()
+        self.opaque("f32")
+        nm = f"rc_f{op}"
+        if op == "ne":
+            body = "return rc_isnan(a) || rc_isnan(b) || a != rc_opq_f32(b);"
+        else:
+            sym = {"eq": "==", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}[op]
+            body = f"return !rc_isnan(a) && !rc_isnan(b) && a {sym} rc_opq_f32(b);"
+        return self.need(nm, lambda: f"fn {nm}(a: f32, b: f32) -> bool {{ {body} }}")
+
+    def ff_fns(self) -> None:
+        """Exact products and sums of f32 (Dekker, Knuth): the building blocks of fma and pow."""
+        self.opaque("f32")
+        self.need("rc_two_sum", lambda: (
+            "// (s, e) with s + e == a + b exactly\n"
+            "fn rc_two_sum(a: f32, b: f32) -> vec2<f32> {\n"
+            "    let s = a + rc_opq_f32(b);\n"
+            "    let bb = s - rc_opq_f32(a);\n"
+            "    return vec2<f32>(s, (a - rc_opq_f32(s - rc_opq_f32(bb))) + (b - rc_opq_f32(bb)));\n}"))
+        self.need("rc_split", lambda: (
+            "// Veltkamp's split: hi + lo == a, each with at most 12 significant bits\n"
+            "fn rc_split(a: f32) -> vec2<f32> {\n"
+            "    let t = a * rc_opq_f32(4097.0f);\n"
+            "    let hi = t - rc_opq_f32(t - rc_opq_f32(a));\n"
+            "    return vec2<f32>(hi, a - rc_opq_f32(hi));\n}"))
+        self.need("rc_two_prod", lambda: (
+            "// (p, e) with p + e == a * b exactly (Dekker; no fused multiply-add needed)\n"
+            "fn rc_two_prod(a: f32, b: f32) -> vec2<f32> {\n"
+            "    let p = a * rc_opq_f32(b);\n"
+            "    let x = rc_split(a);\n"
+            "    let y = rc_split(b);\n"
+            "    let e = ((x.x * rc_opq_f32(y.x) - rc_opq_f32(p)) + x.x * rc_opq_f32(y.y) + x.y * rc_opq_f32(y.x))\n"
+            "        + x.y * rc_opq_f32(y.y);\n"
+            "    return vec2<f32>(p, e);\n}"))
+
+    def ffma(self) -> str:
+        self.ff_fns()
+        self.isnan_fn()
+        self.isinf_fn()
+        return self.need("rc_fma", lambda: (
+            "// a * b + c rounded once (WGSL's fma may round twice): Boldo and Melquiond's emulation with\n"
+            "// rounding to odd. Inputs beyond 2**100 (where the split overflows) fall back to a * b + c.\n"
+            "// a + b rounded to odd (the nearest below or above whose last bit is 1, unless exact)\n"
+            "fn rc_add_odd(a: f32, b: f32) -> f32 {\n"
+            "    let w = rc_two_sum(a, b);\n"
+            "    let vb = bitcast<u32>(w.x);\n"
+            "    if (w.y == 0.0f || (vb & 1u) == 1u || rc_isinf(w.x)) { return w.x; }\n"
+            "    if ((w.y > 0.0f) == (w.x > 0.0f)) { return bitcast<f32>(vb + 1u); }\n"
+            "    return bitcast<f32>(vb - 1u);\n}\n"
+            "\n"
+            "// finite a, b, c with |a|, |b| < 2**100; the last addition to odd when the result is scaled next\n"
+            "fn rc_fma_core(a: f32, b: f32, c: f32, odd: bool) -> f32 {\n"
+            "    let u = rc_two_prod(a, b);\n"
+            "    if (rc_isinf(u.x)) { return u.x + rc_opq_f32(c); }\n"
+            "    let t = rc_two_sum(c, u.x);\n"
+            "    if (rc_isinf(t.x)) { return t.x; }\n"
+            "    let v = rc_add_odd(t.y, u.y);\n"
+            "    if ((bitcast<u32>(v) & 0x7fffffffu) == 0u) { return t.x; }\n"
+            "    if (odd) { return rc_add_odd(t.x, v); }\n"
+            "    return t.x + rc_opq_f32(v);\n}\n"
+            "\n"
+            "// Scaled by 2**+-64 where the split would overflow (an operand >= 2**100) or the product's\n"
+            "// error term would underflow (a product below 2**-60).\n"
+            "fn rc_fma(a: f32, b: f32, c: f32) -> f32 {\n"
+            "    if (rc_isnan(a) || rc_isnan(b) || rc_isinf(a) || rc_isinf(b)) { return a * rc_opq_f32(b) + rc_opq_f32(c); }\n"
+            "    if (rc_isnan(c) || rc_isinf(c)) { return c; }\n"
+            "    let ea = bitcast<u32>(a) & 0x7fffffffu;\n"
+            "    let eb = bitcast<u32>(b) & 0x7fffffffu;\n"
+            "    let up = bitcast<f32>(0x5f800000u);\n"
+            "    let down = bitcast<f32>(0x1f800000u);\n"
+            "    if (ea == 0u || eb == 0u) { return a * rc_opq_f32(b) + rc_opq_f32(c); }\n"
+            "    if (max(ea, eb) >= 0x71800000u) {\n"
+            "        if (min(ea, eb) >= 0x71800000u) { return a * rc_opq_f32(b) + rc_opq_f32(c); }\n"
+            "        if (ea >= eb) { return rc_fma_core(a * down, b, c * down, false) * up; }\n"
+            "        return rc_fma_core(a, b * down, c * down, false) * up;\n"
+            "    }\n"
+            "    if (bitcast<f32>(ea) * rc_opq_f32(bitcast<f32>(eb)) < 8.673617e-19f) {\n"
+            "        if ((bitcast<u32>(c) & 0x7fffffffu) >= 0x53800000u) { return c; }\n"
+            "        var sa = a;\n"
+            "        var sb = b;\n"
+            "        if (ea <= eb) { sa = a * up; } else { sb = b * up; }\n"
+            "        let r = rc_fma_core(sa, sb, c * up, false) * down;\n"
+            "        if ((bitcast<u32>(r) & 0x7fffffffu) >= 0x800000u) { return r; }\n"
+            "        // a subnormal result: round to odd first, so that scaling rounds once, correctly\n"
+            "        return rc_fma_core(sa, sb, c * up, true) * down;\n"
+            "    }\n"
+            "    return rc_fma_core(a, b, c, false);\n}"))
+
+    def fexp(self) -> str:
+        self.isnan_fn()
+        self.opaque("f32")
+        inf = f"{self.f32_bits_fn()}(0x7f800000u)"
+        return self.need("rc_exp_dd", lambda: (
+            "// exp(h + l) for a double-f32 argument: Cody and Waite's reduction, a polynomial, 2**n\n"
+            "fn rc_exp_dd(h: f32, l: f32) -> f32 {\n"
+            f"    if (h > 89.0f) {{ return {inf}; }}\n"
+            "    if (h < -104.0f) { return 0.0f; }\n"
+            "    let n = round(h * 1.4426950408889634f);\n"
+            "    let r = ((h - rc_opq_f32(n * 0.693145751953125f)) - rc_opq_f32(n * 1.4286067653301859e-06f))\n"
+            "        + rc_opq_f32(l);\n"
+            "    let p = 1.0f + r * (1.0f + r * (0.5f + r * (0.16666666666666666f + r * (0.041666666666666664f\n"
+            "        + r * (0.008333333333333333f + r * (0.001388888888888889f + r * 0.0001984126984126984f))))));\n"
+            "    let k = i32(n);\n"
+            "    if (k > 127i) { return p * bitcast<f32>(0x7f000000u) * bitcast<f32>(u32(k - 127i + 127i) << 23u); }\n"
+            "    if (k < -126i) { return p * bitcast<f32>(0x00800000u) * bitcast<f32>(u32(k + 126i + 127i) << 23u); }\n"
+            "    return p * bitcast<f32>(u32(k + 127i) << 23u);\n}"))
+
+    def flog_dd(self) -> str:
+        self.ff_fns()
+        return self.need("rc_log_dd", lambda: (
+            "// ln(x) as a double-f32 (hi, lo), x > 0 finite: x = 2**k * m, ln m = 2 atanh(s), s = (m-1)/(m+1)\n"
+            "fn rc_log_dd(x: f32) -> vec2<f32> {\n"
+            "    var b = bitcast<u32>(x);\n"
+            "    var k = 0i;\n"
+            "    if (b < 0x800000u) { b = bitcast<u32>(x * 16777216.0f); k = -24i; }\n"
+            "    k = k + i32(b >> 23u) - 127i;\n"
+            "    var mb = (b & 0x7fffffu) | 0x3f800000u;\n"
+            "    if (mb > 0x3fb504f3u) { mb = mb - 0x800000u; k = k + 1i; }\n"
+            "    let u = bitcast<f32>(mb) - 1.0f;\n"
+            "    let d = rc_two_sum(2.0f, u);\n"
+            "    let sh = u / rc_opq_f32(d.x);\n"
+            "    let p = rc_two_prod(sh, d.x);\n"
+            "    let sl = (((u - rc_opq_f32(p.x)) - rc_opq_f32(p.y)) - sh * rc_opq_f32(d.y)) / rc_opq_f32(d.x);\n"
+            "    let z = sh * sh;\n"
+            "    let tail = 2.0f * sh * z * (0.3333333333333333f + z * (0.2f + z * (0.14285714285714285f\n"
+            "        + z * (0.1111111111111111f + z * (0.09090909090909091f + z * 0.07692307692307693f)))));\n"
+            "    let fk = f32(k);\n"
+            "    let s1 = rc_two_sum(fk * 0.693145751953125f, 2.0f * sh);\n"
+            "    let lo = s1.y + (fk * 1.4286067653301859e-06f + (2.0f * sl + tail));\n"
+            "    let hi = s1.x + rc_opq_f32(lo);\n"
+            "    return vec2<f32>(hi, lo - rc_opq_f32(hi - rc_opq_f32(s1.x)));\n}"))
+
     def fpow(self) -> str:
         self.isnan_fn()
         self.isinf_fn()
+        self.fexp()
+        self.flog_dd()
         nan = self.nan()
         inf = f"{self.f32_bits_fn()}(0x7f800000u)"
         return self.need("rc_pow_f32", lambda: (
-            "// numpy's power for f32: C powf's special cases; integer exponents by repeated squaring\n"
+            "// numpy's power for f32: C powf's special cases, then exp(y * ln|x|) in double-f32\n"
             "fn rc_pow_f32(x: f32, y: f32) -> f32 {\n"
-            "    if (y == 0.0f || x == 1.0f) { return 1.0f; }\n"
+            "    let xb = bitcast<u32>(x);\n"
+            "    let yb = bitcast<u32>(y);\n"
+            "    if ((yb & 0x7fffffffu) == 0u || xb == 0x3f800000u) { return 1.0f; }\n"
             f"    if (rc_isnan(x) || rc_isnan(y)) {{ return {nan}; }}\n"
-            "    let ax = abs(x);\n"
-            "    let ay = abs(y);\n"
-            "    let yint = floor(y) == y;\n"
-            "    var yodd = false;\n"
-            "    if (yint && ay < 16777216.0f) { yodd = (u32(ay) & 1u) == 1u; }\n"
-            "    var r: f32;\n"
+            "    let ax = bitcast<f32>(xb & 0x7fffffffu);\n"
+            "    let ay = bitcast<f32>(yb & 0x7fffffffu);\n"
+            "    let xneg = (xb & 0x80000000u) != 0u;\n"
             "    if (rc_isinf(y)) {\n"
             "        if (ax == 1.0f) { return 1.0f; }\n"
             f"        if ((ax > 1.0f) == (y > 0.0f)) {{ return {inf}; }}\n"
             "        return 0.0f;\n"
             "    }\n"
-            "    if (rc_isinf(x) || x == 0.0f) {\n"
-            f"        if ((y < 0.0f) == (x == 0.0f)) {{ r = {inf}; }} else {{ r = 0.0f; }}\n"
-            "        if (yodd && (bitcast<u32>(x) & 0x80000000u) != 0u) { r = -r; }\n"
-            "        return r;\n"
-            "    }\n"
-            f"    if (x < 0.0f && !yint) {{ return {nan}; }}\n"
-            "    if (yint && ay <= 16777216.0f) {\n"
-            "        let f0 = frexp(ax);\n"
-            "        var bm = f0.fract;\n"
-            "        var be = f0.exp;\n"
-            "        var rm = 1.0f;\n"
-            "        var re = 0i;\n"
-            "        var k = u32(ay);\n"
-            "        loop {\n"
-            "            if ((k & 1u) != 0u) {\n"
-            "                let p = frexp(rm * bm);\n"
-            "                rm = p.fract;\n"
-            "                re = clamp(re + be + p.exp, -100000i, 100000i);\n"
-            "            }\n"
-            "            k = k >> 1u;\n"
-            "            if (k == 0u) { break; }\n"
-            "            let q = frexp(bm * bm);\n"
-            "            bm = q.fract;\n"
-            "            be = clamp(2i * be + q.exp, -100000i, 100000i);\n"
-            "        }\n"
-            "        if (y < 0.0f) {\n"
-            "            let p = frexp(1.0f / rm);\n"
-            "            rm = p.fract;\n"
-            "            re = p.exp - re;\n"
-            "        }\n"
-            f"        if (re > 128i) {{ r = {inf}; }} else if (re < -160i) {{ r = 0.0f; }} else {{ r = ldexp(rm, re); }}\n"
+            "    let yint = floor(ay) == ay;\n"
+            "    var yodd = false;\n"
+            "    if (yint && ay < 16777216.0f) { yodd = (u32(ay) & 1u) == 1u; }\n"
+            "    var r: f32;\n"
+            "    if (rc_isinf(x) || (xb & 0x7fffffffu) == 0u) {\n"
+            f"        if ((y < 0.0f) == ((xb & 0x7fffffffu) == 0u)) {{ r = {inf}; }} else {{ r = 0.0f; }}\n"
             "    } else {\n"
-            "        r = exp2(y * log2(ax));\n"
+            f"        if (xneg && !yint) {{ return {nan}; }}\n"
+            "        if (ax == 1.0f) { return select(1.0f, -1.0f, xneg && yodd); }\n"
+            "        // |y| >= 2**100: |y * ln|x|| >= 2**76, far beyond the range\n"
+            f"        if (ay >= 1.2676506e30f) {{ if ((ax > 1.0f) == (y > 0.0f)) {{ return {inf}; }} return 0.0f; }}\n"
+            "        let l = rc_log_dd(ax);\n"
+            "        let t = rc_two_prod(y, l.x);\n"
+            "        r = rc_exp_dd(t.x, t.y + y * rc_opq_f32(l.y));\n"
             "    }\n"
-            "    if (x < 0.0f && yodd) { r = -r; }\n"
+            "    if (xneg && yodd) { r = -r; }\n"
             "    return r;\n}"))
 
+    def fsincos(self) -> None:
+        """sin and cos: Payne and Hanek's reduction by pi/2 on integers (exact for every f32), then
+        musl's __sindf/__cosdf polynomials."""
+        self.need("rc_2_over_pi", lambda: (
+            "// the bits of 2/pi after the binary point, after a zero word\n"
+            "var<private> rc_2_over_pi: array<u32, 9> = array<u32, 9>(0u, 0xa2f9836eu, 0x4e441529u, 0xfc2757d1u,\n"
+            "    0xf534ddc0u, 0xdb629599u, 0x3c439041u, 0xfe5163abu, 0xdebbc561u);"))
+        self.need("RcRed", lambda: "struct RcRed {\n    r: f32,\n    q: u32,\n}")
+        self.need("rc_sindf", lambda: (
+            "fn rc_sindf(x: f32) -> f32 {\n"
+            "    let z = x * x;\n"
+            "    let w = z * z;\n"
+            "    let r = -0.000198393348360966317347f + z * 0.0000027183114939898219064f;\n"
+            "    let s = z * x;\n"
+            "    return (x + s * (-0.166666666416265235595f + z * 0.0083333293858894631756f)) + s * w * r;\n}"))
+        self.need("rc_cosdf", lambda: (
+            "fn rc_cosdf(x: f32) -> f32 {\n"
+            "    let z = x * x;\n"
+            "    let w = z * z;\n"
+            "    let r = -0.00138867637746099294692f + z * 0.0000243904487962774090654f;\n"
+            "    return ((1.0f + z * -0.499999997251031003120f) + w * 0.0416666233237390631894f) + (w * z) * r;\n}"))
+        self.need("rc_rem_pio2", lambda: (
+            "// |x| = q * pi/2 + r (mod 2 pi), |r| <= pi/4, for finite |x| >= pi/4\n"
+            "fn rc_rem_pio2(ax: f32) -> RcRed {\n"
+            "    let b = bitcast<u32>(ax);\n"
+            "    let m = (b & 0x7fffffu) | 0x800000u;\n"
+            "    // |x| = m * 2**e; the 96 bits of 2/pi from bit e - 1 on give |x| * 2/pi mod 4 to 2**-64\n"
+            "    let s = ((b >> 23u) & 0xffu) - 120u;\n"
+            "    let wi = s >> 5u;\n"
+            "    let sh = s & 31u;\n"
+            "    var w0 = rc_2_over_pi[wi];\n"
+            "    var w1 = rc_2_over_pi[wi + 1u];\n"
+            "    var w2 = rc_2_over_pi[wi + 2u];\n"
+            "    if (sh != 0u) {\n"
+            "        w0 = (w0 << sh) | (w1 >> (32u - sh));\n"
+            "        w1 = (w1 << sh) | (w2 >> (32u - sh));\n"
+            "        w2 = (w2 << sh) | (rc_2_over_pi[wi + 3u] >> (32u - sh));\n"
+            "    }\n"
+            "    var l = array<u32, 6>(w2 & 0xffffu, w2 >> 16u, w1 & 0xffffu, w1 >> 16u, w0 & 0xffffu, w0 >> 16u);\n"
+            "    var p = array<u32, 8>();\n"
+            "    let m0 = m & 0xffffu;\n"
+            "    let m1 = m >> 16u;\n"
+            "    var c = 0u;\n"
+            "    for (var i = 0u; i < 6u; i = i + 1u) { let t = l[i] * m0 + c; p[i] = t & 0xffffu; c = t >> 16u; }\n"
+            "    p[6] = c;\n"
+            "    c = 0u;\n"
+            "    for (var i = 0u; i < 6u; i = i + 1u) {\n"
+            "        let t = p[i + 1u] + l[i] * m1 + c;\n"
+            "        p[i + 1u] = t & 0xffffu;\n"
+            "        c = t >> 16u;\n"
+            "    }\n"
+            "    p[7] = p[7] + c;\n"
+            "    // the product has 94 bits after the binary point\n"
+            "    var q = (p[5] >> 14u) & 3u;\n"
+            "    var fh = (p[3] >> 14u) | (p[4] << 2u) | (p[5] << 18u);\n"
+            "    var fl = (p[1] >> 14u) | (p[2] << 2u) | (p[3] << 18u);\n"
+            "    var neg = false;\n"
+            "    if ((fh & 0x80000000u) != 0u) {\n"
+            "        q = q + 1u;\n"
+            "        neg = true;\n"
+            "        fh = ~fh + select(0u, 1u, fl == 0u);\n"
+            "        fl = 0u - fl;\n"
+            "    }\n"
+            "    if (fh == 0u && fl == 0u) { return RcRed(0.0f, q & 3u); }\n"
+            "    var lz: u32;\n"
+            "    if (fh != 0u) { lz = 31u - firstLeadingBit(fh); } else { lz = 63u - firstLeadingBit(fl); }\n"
+            "    if (lz >= 32u) {\n"
+            "        fh = fl << (lz - 32u);\n"
+            "        fl = 0u;\n"
+            "    } else if (lz > 0u) {\n"
+            "        fh = (fh << lz) | (fl >> (32u - lz));\n"
+            "        fl = fl << lz;\n"
+            "    }\n"
+            "    let a = f32(fh >> 8u) * bitcast<f32>(0x33800000u);\n"
+            "    let a2 = f32(((fh & 0xffu) << 16u) | (fl >> 16u)) * bitcast<f32>(0x27800000u);\n"
+            "    let scale = bitcast<f32>((127u - lz) << 23u);\n"
+            "    var r = (a * 1.5707963705062866f + (a * -4.371139000186243e-08f + a2 * 1.5707963705062866f)) * scale;\n"
+            "    if (neg) { r = -r; }\n"
+            "    return RcRed(r, q & 3u);\n}"))
+
     def builtin(self, e: Builtin, k: list[str]) -> str:
-        name, t = e.name, e.type
-        vt = _vt(e.args[0].type) if e.args else _vt(t)
-        allc = all(self.is_const(a) for a in e.args)
+        name = e.name
+        vt = _vt(e.args[0].type) if e.args else _vt(e.type)
         if name == "abs":
             at = e.args[0].type
             if at.kind == "u" or at.kind == "b":
@@ -1174,8 +1410,7 @@ class _Emitter:
         if name in ("floor", "ceil"):
             return f"{name}({k[0]})"
         if name == "fma":
-            a = f"{self.opaque('f32')}({k[0]})" if allc else k[0]
-            return f"fma({a}, {k[1]}, {k[2]})"
+            return f"{self.ffma()}({k[0]}, {k[1]}, {k[2]})"
         if name == "pow":
             return f"{self.fpow()}({k[0]}, {k[1]})"
         return f"{self.fmath(name)}({k[0]})"
@@ -1184,6 +1419,8 @@ class _Emitter:
         nm = f"rc_{which}_{vt}"
         if vt == "bool":
             cond = "(!b) & a" if which == "min" else "b & (!a)"
+        elif vt == "f32":
+            cond = f"{self.fcmp('lt' if which == 'min' else 'gt')}(b, a)"
         else:
             cond = "b < a" if which == "min" else "b > a"
         return self.need(nm, lambda: f"fn {nm}(a: {vt}, b: {vt}) -> {vt} {{ return select(a, b, {cond}); }}")
@@ -1191,32 +1428,72 @@ class _Emitter:
     def fmath(self, name: str) -> str:
         self.isnan_fn()
         self.isinf_fn()
+        self.opaque("f32")
         nan = self.nan()
         inf = f"{self.f32_bits_fn()}(0x7f800000u)"
-        bodies = {
-            "sqrt": (f"    if (rc_isnan(x) || x < 0.0f) {{ return {nan}; }}\n"
-                     "    if (x == 0.0f || rc_isinf(x)) { return x; }\n"
-                     "    return sqrt(x);"),
-            "exp": ("    if (rc_isnan(x)) { return x; }\n"
+        if name in ("sin", "cos"):
+            self.fsincos()
+        if name in ("exp", "tanh"):
+            self.fexp()
+        if name == "log":
+            self.flog_dd()
+        if name == "sin":
+            body = (f"    if (rc_isnan(x) || rc_isinf(x)) {{ return {nan}; }}\n"
+                    "    let ab = bitcast<u32>(x) & 0x7fffffffu;\n"
+                    "    if (ab < 0x39800000u) { return x; }\n"
+                    "    if (ab <= 0x3f490fdau) { return rc_sindf(x); }\n"
+                    "    let red = rc_rem_pio2(bitcast<f32>(ab));\n"
+                    "    var v: f32;\n"
+                    "    if (red.q == 0u) { v = rc_sindf(red.r); } else if (red.q == 1u) { v = rc_cosdf(red.r); }\n"
+                    "    else if (red.q == 2u) { v = -rc_sindf(red.r); } else { v = -rc_cosdf(red.r); }\n"
+                    "    if ((bitcast<u32>(x) & 0x80000000u) != 0u) { v = -v; }\n"
+                    "    return v;")
+        elif name == "cos":
+            body = (f"    if (rc_isnan(x) || rc_isinf(x)) {{ return {nan}; }}\n"
+                    "    let ab = bitcast<u32>(x) & 0x7fffffffu;\n"
+                    "    if (ab < 0x39800000u) { return 1.0f; }\n"
+                    "    if (ab <= 0x3f490fdau) { return rc_cosdf(x); }\n"
+                    "    let red = rc_rem_pio2(bitcast<f32>(ab));\n"
+                    "    if (red.q == 0u) { return rc_cosdf(red.r); }\n"
+                    "    if (red.q == 1u) { return -rc_sindf(red.r); }\n"
+                    "    if (red.q == 2u) { return -rc_cosdf(red.r); }\n"
+                    "    return rc_sindf(red.r);")
+        elif name == "sqrt":
+            body = (f"    if (rc_isnan(x) || (bitcast<u32>(x) > 0x80000000u)) {{ return {nan}; }}\n"
+                    "    if ((bitcast<u32>(x) & 0x7fffffffu) == 0u || rc_isinf(x)) { return x; }\n"
+                    "    return sqrt(x);")
+        elif name == "exp":
+            body = ("    if (rc_isnan(x)) { return x; }\n"
                     f"    if (x > 88.72283172607422f) {{ return {inf}; }}\n"
                     "    if (x < -103.97207641601562f) { return 0.0f; }\n"
-                    "    return exp(x);"),
-            "log": (f"    if (rc_isnan(x) || x < 0.0f) {{ return {nan}; }}\n"
-                    f"    if (x == 0.0f) {{ return -{inf}; }}\n"
+                    "    return rc_exp_dd(x, 0.0f);")
+        elif name == "log":
+            body = (f"    if (rc_isnan(x) || bitcast<u32>(x) > 0x80000000u) {{ return {nan}; }}\n"
+                    f"    if ((bitcast<u32>(x) & 0x7fffffffu) == 0u) {{ return -{inf}; }}\n"
                     "    if (rc_isinf(x)) { return x; }\n"
-                    "    return log(x);"),
-            "sin": (f"    if (rc_isnan(x) || rc_isinf(x)) {{ return {nan}; }}\n"
-                    "    return sin(x);"),
-            "cos": (f"    if (rc_isnan(x) || rc_isinf(x)) {{ return {nan}; }}\n"
-                    "    return cos(x);"),
-            "tanh": ("    if (rc_isnan(x)) { return x; }\n"
-                     "    if (abs(x) > 9.1f) { return select(1.0f, -1.0f, x < 0.0f); }\n"
-                     "    return tanh(x);"),
-        }
-        if name not in bodies:
+                    "    return rc_log_dd(x).x;")
+        elif name == "tanh":
+            body = ("    if (rc_isnan(x)) { return x; }\n"
+                    "    let ab = bitcast<u32>(x) & 0x7fffffffu;\n"
+                    "    let ax = bitcast<f32>(ab);\n"
+                    "    var t: f32;\n"
+                    "    if (ab < 0x39800000u) { return x; }\n"
+                    "    if (ax > 9.1f) {\n"
+                    "        t = 1.0f;\n"
+                    "    } else if (ax < 0.55f) {\n"
+                    "        let z = ax * ax;\n"
+                    + "        var p = " + _TANH_COEFS[-1] + "f;\n"
+                    + "".join(f"        p = {c}f + z * p;\n" for c in reversed(_TANH_COEFS[:-1]))
+                    + "        t = ax + ax * (z * p);\n"
+                    "    } else {\n"
+                    "        t = 1.0f - 2.0f / (rc_exp_dd(2.0f * ax, 0.0f) + 1.0f);\n"
+                    "    }\n"
+                    "    if ((bitcast<u32>(x) & 0x80000000u) != 0u) { t = -t; }\n"
+                    "    return t;")
+        else:
             raise TypeError(f"unknown builtin {name}")
         nm = f"rc_{name}"
-        return self.need(nm, lambda: f"fn {nm}(x: f32) -> f32 {{\n{bodies[name]}\n}}")
+        return self.need(nm, lambda: f"fn {nm}(x: f32) -> f32 {{\n{body}\n}}")
 
     # -- storage access -----------------------------------------------------------------------
 
@@ -1651,13 +1928,16 @@ class _Emitter:
         if op == "exchange":
             return self.need(nm, lambda: head + f"    return bitcast<f32>(atomicExchange({p}, bitcast<u32>(v)));\n}}")
         if op == "cas":
-            body = ("        if (!(bitcast<f32>(old) == e)) { break; }\n"
+            self.fcmp("eq")
+            body = ("        if (!rc_feq(bitcast<f32>(old), e)) { break; }\n"
                     f"        let r = atomicCompareExchangeWeak({p}, old, bitcast<u32>(d));\n"
                     "        if (r.exchanged) { break; }\n"
                     "        old = r.old_value;\n")
         else:
-            new = {"add": "fo + v", "sub": "fo - v", "min": "select(fo, v, v < fo)",
-                   "max": "select(fo, v, v > fo)"}[op]
+            self.fcmp("lt")
+            self.fcmp("gt")
+            new = {"add": "fo + v", "sub": "fo - v", "min": "select(fo, v, rc_flt(v, fo))",
+                   "max": "select(fo, v, rc_fgt(v, fo))"}[op]
             body = ("        let fo = bitcast<f32>(old);\n"
                     f"        let r = atomicCompareExchangeWeak({p}, old, bitcast<u32>({new}));\n"
                     "        if (r.exchanged) { break; }\n"
@@ -1902,6 +2182,10 @@ class _Emitter:
             "    dir_len: u32,",
             "    flags: u32,",
             "    script_stride: u32,",
+            "    zero: u32,",
+            "    reserved0: u32,",
+            "    reserved1: u32,",
+            "    reserved2: u32,",
             "}",
             "",
             st,
@@ -1971,6 +2255,8 @@ class _Emitter:
 
 
 _U32 = ScalarType("u32", "<u4", "uint32_t", "u32")
+#: tanh's Taylor coefficients of x**3, x**5, ... x**23 (|x| < 0.55 leaves a relative error below 2**-32).
+_TANH_COEFS = ["-0.3333333333333333", "0.13333333333333333", "-0.05396825396825397", "0.021869488536155203", "-0.008863235529902197", "0.003592128036572481", "-0.0014558343870513183", "0.000590027440945586", "-0.00023912911424355248", "9.691537956929451e-05", "-3.927832388331683e-05"]
 
 
 def _check_atomics(kir: KernelIR) -> None:
