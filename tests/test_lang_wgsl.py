@@ -608,7 +608,8 @@ def array_copies(ctx, msg: Arrs) -> ArrsOut:
     refuse_seven(msg.k)
     loc = i16[3]()
     ctx.state.w = msg.w
-    loc = ctx.state.w  # (not modified after: in Python loc is a view of the state, in the IR a copy)
+    for i in range(3):  # (loc = ctx.state.w would share the state's array in Python: refused)
+        loc[i] = ctx.state.w[i]
     return ArrsOut(v=ctx.state.v, w=loc, s=f32(msg.v[1]) if msg.k > 3 else f32(2.5))
 
 

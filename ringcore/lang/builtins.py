@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["sqrt", "exp", "log", "sin", "cos", "tanh", "floor", "ceil", "pow", "fma", "fma64", "clamp", "isnan",
+__all__ = ["sqrt", "exp", "log", "sin", "cos", "tanh", "floor", "ceil", "pow", "fma", "fma32", "fma64", "clamp",
+           "isnan",
            "func"]
 
 _FLOATS = (np.float32, np.float64, float)
@@ -58,13 +59,32 @@ def pow(x: Any, y: Any) -> Any:  # noqa: A001 (the kernel language's name)
 
 
 def fma(a: Any, b: Any, c: Any) -> Any:
-    """``a * b + c`` rounded once (for f32: the exact product and sum in f64, rounded to f32)."""
+    """``a * b + c`` rounded once (see :func:`fma32` and :func:`fma64`)."""
     for v in (a, b, c):
         _float(v, "fma")
     with np.errstate(all="ignore"):
         if isinstance(a, np.float32) and isinstance(b, np.float32) and isinstance(c, np.float32):
-            return np.float32(np.float64(a) * np.float64(b) + np.float64(c))
+            return fma32(a, b, c)[()]
         return np.float64(fma64(float(a), float(b), float(c)))
+
+
+def fma32(a: Any, b: Any, c: Any) -> np.ndarray:
+    """f32 ``a * b + c`` rounded once, for scalars or arrays (the numpy target uses it too).
+
+    The product of two f32 is exact in f64; the f64 sum is rounded *to odd* (its
+    last bit set when inexact), and an f64 rounded to odd rounds to f32 exactly as
+    the infinitely precise value would (53 >= 24 + 2 bits).
+    """
+    with np.errstate(all="ignore"):
+        p = np.asarray(a, np.float64) * np.asarray(b, np.float64)
+        c8 = np.asarray(c, np.float64)
+        s = p + c8
+        bb = s - p
+        err = (p - (s - bb)) + (c8 - bb)  # the sum's rounding error (TwoSum), exact
+        step = (err != 0) & ((s.view(np.int64) & 1) == 0) & np.isfinite(s)
+        if np.any(step):
+            s = np.where(step, np.nextafter(s, np.where(err > 0, np.inf, -np.inf)), s)
+        return np.asarray(s).astype(np.float32)
 
 
 def fma64(a: float, b: float, c: float) -> float:

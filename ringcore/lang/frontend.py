@@ -638,11 +638,11 @@ class _Lowerer:
             self.copy_msg(name, rhs, out, node)
             return
         if isinstance(self.locals.get(name), ArrayType):
-            if not isinstance(rhs, _Arr):
-                raise self.err(node, "assignment", f"{name!r} is a local array; assign elements ({name}[i] = ...)")
-            dst = _Arr("local", name, self.locals[name].elem, self.locals[name].shape, None, name, self.locals[name])
-            self.copy_array(dst, rhs, out, node)
-            return
+            # Rebinding the name to another array would share that array in Python (a later write
+            # to either shows in both); kernels copy, so the two would differ.
+            raise self.err(node, "assignment", f"{name!r} is a local array; {name} = ... would make it share "
+                           "another array in Python, but kernels copy", f"assign elements ({name}[i] = ...) "
+                           "in a for loop")
         raise self.err(node, "assignment", f"{name!r} holds a clock reading; use a new name")
 
     def special_local(self, name: str, call: ast.Call, out: list[Stmt], node: ast.stmt) -> bool:

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from ...types import ArrayType, ScalarType
-from ..builtins import fma64
+from ..builtins import fma32, fma64
 from ..ir import (
     ArrayCopy,
     ArrayZero,
@@ -275,9 +275,8 @@ def _maxv(a: Any, b: Any) -> Any:
 
 
 def _fma32(a: Any, b: Any, c: Any) -> Any:
-    """f32 fma as the reference computes it: exactly in f64, rounded once to f32."""
-    f8 = np.float64
-    return (np.asarray(a, f8) * np.asarray(b, f8) + np.asarray(c, f8)).astype(np.float32)[()]
+    """f32 fma, rounded once: the reference's own ``builtins.fma32``."""
+    return fma32(a, b, c)[()]
 
 
 _WIDER = {np.dtype(np.float32): np.dtype(np.float64)}
