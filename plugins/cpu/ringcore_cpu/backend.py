@@ -41,6 +41,7 @@ class NumpyExecutor:
         self._out_fields = out.fields if out is not None else None
         self._specs = sent_specs(self.kir)
         self._state = state_arrays(handle.state_array)
+        self._one = np.zeros(1, kernel.input_spec.slot_dtype)
 
     def run(self, batch: np.ndarray) -> BatchResult:
         n = len(batch)
@@ -56,6 +57,18 @@ class NumpyExecutor:
         with np.errstate(all="ignore"):  # fixed-width integers wrap, as on every target
             has_reply, status = self._run(n, inp, out, self._state, env)
         return BatchResult(replies, np.asarray(has_reply, dtype=bool), env.forwarded, lane_errors(self.kir, status))
+
+    def run_one(self, header: Any, payload: np.void) -> tuple[Any, bool, tuple[int, str] | None]:
+        """One message (the latency path of ``call``) through the same compiled code, as a batch of one."""
+        slot = self._one
+        slot["header"][0] = header
+        slot["payload"][0] = payload
+        res = self.run(slot)
+        if res.errors:
+            _, code, detail = res.errors[0]
+            return None, bool(res.forwarded[0]), (code, detail)
+        reply = res.replies[0].item() if res.replies is not None and res.has_reply[0] else None
+        return reply, bool(res.forwarded[0]), None
 
     def close(self) -> None:
         pass
