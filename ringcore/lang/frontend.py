@@ -1189,7 +1189,12 @@ class _Lowerer:
         if n in _assigned_names(self.src.fdef.body):
             raise self.err(node, "local variable", f"{n!r} is used before it is assigned")
         if n in self.globals:
-            return _Static(self.globals[n])
+            value = self.globals[n]
+            if n in self.freevars and isinstance(value, (list, dict, set, bytearray, np.ndarray)):
+                raise self.err(node, "closure over mutable state", f"{n!r} is a {type(value).__name__} captured "
+                               "from an enclosing function (a closure over mutable state)",
+                               "keep changing values in kernel state, and define the kernel at module level")
+            return _Static(value)
         import builtins as _b
 
         if hasattr(_b, n):

@@ -67,7 +67,10 @@ class NumpyExecutor:
         if res.errors:
             _, code, detail = res.errors[0]
             return None, bool(res.forwarded[0]), (code, detail)
-        reply = res.replies[0].item() if res.replies is not None and res.has_reply[0] else None
+        reply = None
+        if res.replies is not None and res.has_reply[0]:
+            # A copy: the reply buffer is reused by the next message (array fields would be views into it).
+            reply = res.replies[:1].copy()[0].item()
         return reply, bool(res.forwarded[0]), None
 
     def close(self) -> None:
