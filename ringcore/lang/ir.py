@@ -478,17 +478,31 @@ class KernelIR:
     state_dtype: Any = None
 
     def fingerprint(self) -> str:
-        """A hash of everything a target's output depends on (for the compile cache)."""
-        h = hashlib.sha256()
-        h.update(self.source.encode())
-        h.update(f"{self.filename}:{self.first_line}:{self.name}".encode())
-        h.update(str(self.input.dtype.descr).encode() + str(self.input.type_id).encode())
-        if self.output is not None:
-            h.update(str(self.output.dtype.descr).encode() + str(self.output.type_id).encode())
-        h.update(repr(sorted((k, repr(v)) for k, v in self.state.items())).encode())
-        for f in self.funcs.values():
-            h.update(f.name.encode())
-        return h.hexdigest()
+        """A hash of the IR itself (and the layouts it reads and writes): the compile cache's key.
+
+        Computed once per KernelIR. Two kernels that lower to the same IR share
+        their generated code; a change of a module constant the kernel uses
+        changes the IR, so it never reuses stale code.
+        """
+        fp = self.__dict__.get("_fingerprint")
+        if fp is None:
+            h = hashlib.sha256()
+            parts = [self.name, self.filename, str(self.first_line), str(self.serial), repr(sorted(self.atomics)),
+                     str(self.input.type_id), str(self.input.dtype.descr),
+                     "" if self.output is None else f"{self.output.type_id}{self.output.dtype.descr}",
+                     repr(sorted((k, repr(v)) for k, v in self.state.items())),
+                     repr(sorted((k, repr(v)) for k, v in self.locals.items())),
+                     repr(self.send_targets), repr([(e.kind, e.text, e.pos) for e in self.errors]),
+                     format_stmts(self.body)]
+            for name, f in sorted(self.funcs.items()):
+                parts.append(f"{name}{f.params}{f.ret}{sorted((k, repr(v)) for k, v in f.locals.items())}")
+                parts.append(format_stmts(f.body))
+            for part in parts:
+                h.update(part.encode())
+                h.update(b"\0")
+            fp = h.hexdigest()
+            self.__dict__["_fingerprint"] = fp
+        return fp
 
 
 Node = Union[Expr, Stmt]
