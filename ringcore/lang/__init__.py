@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import importlib
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import KernelCompileError
 from .builtins import ceil, clamp, cos, exp, floor, fma, func, isnan, log, pow, sin, sqrt, tanh
-from .ir import KernelIR
 from .targets import TARGET_MODULES, TARGETS
 
+if TYPE_CHECKING:  # the IR is imported on first use: ``import ringcore`` stays fast
+    from .ir import KernelIR
+
 __all__ = [
-    "lower", "compile", "load_numpy", "clear_cache", "TARGETS", "KernelIR",
+    "lower", "compile", "load_numpy", "clear_cache", "TARGETS",
     "func", "sqrt", "exp", "log", "sin", "cos", "tanh", "floor", "ceil", "pow", "fma", "clamp", "isnan",
 ]
 
@@ -27,7 +29,7 @@ _sources: dict[tuple[str, str], str] = {}
 _numpy: dict[str, Any] = {}
 
 
-def lower(kernel: Any) -> KernelIR:
+def lower(kernel: Any) -> "KernelIR":
     """The typed IR of a ``@ringcore.kernel`` (cached on the kernel); raises KernelCompileError."""
     kir = getattr(kernel, "_ringcore_ir", None)
     if kir is None:
