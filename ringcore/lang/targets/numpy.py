@@ -1601,7 +1601,76 @@ class _FnGen:
         self.ind -= 1
         self.loop_tail(M, s.body)
 
+    def _slice_loop(self, s: For, M: _Mask) -> bool:
+        """An elementwise loop over constant bounds as whole-slice operations, when that is exact.
+
+        ``for i in range(16): out.c[i] = msg.a[i] + msg.b[i]`` becomes one statement over
+        ``[:, 0:16]`` per assignment: each message's row is read once instead of once per
+        iteration. Only when every lane runs the loop (no mask), every statement assigns an
+        element ``[i]`` of a per-lane local array, and its value uses ``i`` only as the index
+        ``[i]`` of per-lane arrays, with constants, arithmetic, comparisons, casts and
+        conditional expressions (``np.where``): then the
+        iterations are independent and running them side by side equals running them in order.
+        """
+        if self.serial or not M.all or not s.body:
+            return False
+        if not all(isinstance(x, Const) for x in (s.start, s.stop, s.step)):
+            return False
+        start, stop, step = (int(x.value) for x in (s.start, s.stop, s.step))
+        r = range(start, stop, step) if step > 0 else range(0)
+        if len(r) < 2:
+            return False
+        var = s.var
+
+        def is_var(e: Any) -> bool:
+            return isinstance(e, Load) and e.ref.space == "local" and e.ref.index is None and e.ref.name == var
+
+        def array_row(ref: Ref) -> bool:  # a per-lane array indexed by exactly the loop variable
+            if not is_var(ref.index) or not isinstance(self.field_type(ref.space, ref.name), ArrayType):
+                return False
+            if ref.space == "msg":
+                return True
+            return ref.space == "local" and ref.name in self.an.varying
+
+        def pure(e: Any) -> bool:
+            if isinstance(e, Const):
+                return True
+            if isinstance(e, Load):
+                return e.ref.index is not None and array_row(e.ref)
+            if isinstance(e, Unary | Cast):
+                return pure(e.operand)
+            if isinstance(e, Binary | Compare):
+                return e.op != "pow" and pure(e.left) and pure(e.right)
+            if isinstance(e, Select):
+                return pure(e.cond) and pure(e.a) and pure(e.b)
+            return False
+
+        for st in s.body:
+            if not (isinstance(st, Assign) and st.ref.index is not None and array_row(st.ref) and pure(st.value)):
+                return False
+            # Every index must be in range without a check (a failing lane would need a mask).
+            refs = [st.ref] + [e.ref for e in walk_exprs(st.value) if isinstance(e, Load) and e.ref.index is not None]
+            if any(max(r) >= self.field_type(x.space, x.name).size or min(r) < 0 for x in refs):
+                return False
+        sl = f"{start}:{r[-1] + 1}" + ("" if step == 1 else f":{step}")
+        saved = self.bound.get(var)
+        self.bound[var] = (sl, r[0], r[-1])
+        try:
+            for st in s.body:
+                self.comment(st)
+                self.assign(st, M)
+        finally:
+            if saved is not None:
+                self.bound[var] = saved
+            else:
+                self.bound.pop(var, None)
+        if var not in self.an.varying:  # Python leaves the variable at its last value
+            self.line(f"{self.name(var)} = {self.mod.typed_int(self.local_type(var))}({r[-1]})")
+        return True
+
     def for_(self, s: For, M: _Mask) -> None:
+        if self._slice_loop(s, M):
+            return
         ends = []
         for x, hint in ((s.start, "start"), (s.stop, "stop"), (s.step, "step")):
             if isinstance(x, Const):
