@@ -242,7 +242,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         auto = explain_auto(get_registry())
         if auto["backend"]:
             print(f"auto selected {auto['backend']}: {auto['reason']}")
-    report = run_demo(args.backend, quick=args.quick)
+    report = run_demo(args.backend, quick=args.quick, data_dir=args.data_dir)
     return 0 if report.ok else 1
 
 
@@ -362,6 +362,9 @@ def _parser() -> tuple[argparse.ArgumentParser, CommandLine]:
     def demo_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--backend", default="auto", help="backend to run on (default: auto, the best one here)")
         p.add_argument("--quick", action="store_true", help="smaller sizes, for a fast check")
+        p.add_argument("--data-dir", metavar="DIR", default=None,
+                       help="keep the ledger's store here (with ringcore-rocksdb); a second run reopens and "
+                            "verifies it (default: $RINGCORE_DEMO_DATA_DIR, else a temporary directory)")
 
     def bench_args(p: argparse.ArgumentParser) -> None:
         from .bench import BENCHMARKS

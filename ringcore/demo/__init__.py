@@ -7,11 +7,14 @@ function that prints what happens and checks its result, and ``main(argv)``.
 - :mod:`ringcore.demo.hello_kernel`: launch, status, metrics, terminate.
 - :mod:`ringcore.demo.ping_pong`: two kernels rallying through kernel-to-kernel sends.
 - :mod:`ringcore.demo.vector_add`: bulk vector add checked against numpy.
+- :mod:`ringcore.demo.ledger`: the transaction runtime's ledger, on RocksDB when ringcore-rocksdb is
+  installed (kept in ``RINGCORE_DEMO_DATA_DIR`` when set, and verified by the next run), else in memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -24,7 +27,8 @@ PROGRAMS = (
     ("hello_kernel", "launch, status, metrics, terminate"),
     ("ping_pong", "two kernels exchanging a message through kernel-to-kernel sends"),
     ("vector_add", "bulk vector add, checked against numpy"),
-    ("ledger", "random transfers on the transaction execution runtime, checked against a sequential replay"),
+    ("ledger", "random transfers on the transaction execution runtime (on RocksDB when ringcore-rocksdb is "
+               "installed), checked against a sequential replay"),
 )
 
 
@@ -41,10 +45,14 @@ class DemoReport:
         return all(r.ok for r in self.results.values())
 
 
-def run_demo(backend: str = "auto", *, quick: bool = False, out: Callable[[str], Any] = print) -> DemoReport:
+def run_demo(backend: str = "auto", *, quick: bool = False, out: Callable[[str], Any] = print,
+             data_dir: str | os.PathLike[str] | None = None) -> DemoReport:
     """Run every example program on ``backend``, each on a fresh runtime; print what happens.
 
     :param quick: smaller sizes (for a fast check).
+    :param data_dir: where the ledger keeps its RocksDB store (when ringcore-rocksdb is
+        installed); a later run reopens and verifies it. None: ``RINGCORE_DEMO_DATA_DIR``,
+        and when that is unset, a temporary directory.
     :raises ringcore.BackendError: ``backend`` is unknown or cannot run here.
     """
     import ringcore
@@ -63,12 +71,14 @@ def run_demo(backend: str = "auto", *, quick: bool = False, out: Callable[[str],
     t0 = time.perf_counter()
     for i, (prog, what) in enumerate(PROGRAMS, 1):
         if prog == "ledger":  # the execution runtime: no kernel backend involved
-            from ringcore.execution.ledger import run as run_ledger
+            from .ledger import ENV_DATA_DIR
+            from .ledger import run as run_ledger
 
             out("")
             out(f"{i}. {prog}: {what}")
             results[prog] = run_ledger(accounts=200 if quick else 1000, transfers=10_000 if quick else 100_000,
                                        batch_size=1_000 if quick else 5_000, workers=2, out=out,
+                                       data_dir=data_dir if data_dir is not None else os.environ.get(ENV_DATA_DIR),
                                        stream=sys.stdout if out is print else None)
             continue
         with ringcore.runtime(backend) as rt:

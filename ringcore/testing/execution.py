@@ -5,11 +5,12 @@ A store plugin runs the runtime end to end on its store by subclassing
 same ``make_store`` as its store conformance suite::
 
     from ringcore.testing.execution import AbstractExecutionTests
+    from ringcore_rocksdb import RocksDBStore
 
-    class TestRuntimeOnRocksDb(AbstractExecutionTests):
+    class TestRuntimeOnRocksDB(AbstractExecutionTests):
         persistent = True
         def make_store(self, path):
-            return RocksDbStore(path)
+            return RocksDBStore(path)
 
 Class attributes choose how the runtime is driven (``workers``, ``readers``).
 Every assertion about the store looks keys up with their byte encoding built

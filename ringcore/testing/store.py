@@ -4,14 +4,15 @@ A store plugin's test suite subclasses :class:`AbstractStoreTests` and says how
 to create its store; pytest never collects the ``Abstract...Tests`` classes on
 their own::
 
-    # plugins/rocksdb/tests/test_store_conformance.py
+    # plugins/rocksdb/tests/test_conformance.py
     from ringcore.testing.store import AbstractStoreTests
+    from ringcore_rocksdb import RocksDBStore
 
-    class TestRocksDbStore(AbstractStoreTests):
+    class TestRocksDBStore(AbstractStoreTests):
         persistent = True                  # what is committed survives close() + reopen
 
         def make_store(self, path):        # path: a fresh directory for this test
-            return RocksDbStore(path)
+            return RocksDBStore(path)
 
 The same ``make_store`` serves the execution runtime's scenario suite
 (:mod:`ringcore.testing.execution`). Import this module by its full path; it
