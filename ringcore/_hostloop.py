@@ -37,7 +37,9 @@ log = logging.getLogger("ringcore")
 # Batches up to this size take a per-message path: numpy's per-call overhead
 # would dominate the latency of single messages.
 _SMALL_BATCH = 4
-_EXPECTS_REPLY = int(MessageFlags.EXPECTS_REPLY)  # plain ints: IntFlag arithmetic costs µs
+_EXPECTS_REPLY = int(MessageFlags.EXPECTS_REPLY)
+# Batches at least this large are popped into a reused buffer (when the executor allows it).
+_SCRATCH_BATCH = 4096  # plain ints: IntFlag arithmetic costs µs
 
 
 @dataclasses.dataclass
@@ -60,6 +62,9 @@ class BatchResult:
 
 class BatchExecutor(Protocol):
     """Runs a kernel's handler over a batch of input slots; supplied by a backend.
+
+    An executor that keeps no reference to a batch's memory after ``run`` returns may set
+    ``keeps_no_batch_data = True``: the loop then reuses one buffer for large batches.
 
     An executor may also define ``run_one(header, payload)``, returning
     ``(reply, forwarded, error)`` for a single message: the reply as a tuple of
@@ -277,6 +282,8 @@ class HostLoop:
         self._run_one = getattr(executor, "run_one", None)
         self._in_type_id = handle.kernel.input_type.type_id
         self._max_batch = handle.options.max_batch
+        # An executor that copies what it needs out of a batch lets the loop reuse batch buffers.
+        self._reuse_batches = bool(getattr(executor, "keeps_no_batch_data", False))
 
     def start(self) -> None:
         self.thread.start()
@@ -344,7 +351,7 @@ class HostLoop:
                     continue
                 with inq.consumer_lock:
                     # Checked again under the lock: deactivate() must hold what it finds queued.
-                    batch = inq.pop_many(max_batch) if self._serving() else None
+                    batch = self._pop(inq, max_batch) if self._serving() else None
                     if batch is not None and len(batch):
                         self.process(batch)
                 if batch is not None and len(batch) == 0:
@@ -358,6 +365,14 @@ class HostLoop:
                 cb.messages_in_flight = 0
                 cb.has_terminated = 1
                 h._on_loop_exit()
+
+    def _pop(self, inq: Any, max_batch: int) -> np.ndarray:
+        """The next batch. A large one goes into a buffer reused across batches (fresh pages would cost
+        more than the copy) when the executor keeps nothing of a batch after ``run``."""
+        depth = len(inq)
+        if depth >= _SCRATCH_BATCH and self._reuse_batches:
+            return inq.pop_many(max_batch, out=self.handle._scratch("batch", inq.dtype, min(depth, max_batch)))
+        return inq.pop_many(max_batch)
 
     def _crash(self, exc: BaseException) -> None:
         """Record an executor failure; the loop then exits and the kernel's waiters are failed."""

@@ -267,16 +267,27 @@ class RingQueue:
 
     # -- consumer side -------------------------------------------------------
 
-    def pop_many(self, max_count: int | None = None) -> np.ndarray:
-        """Take up to ``max_count`` records (all available by default), in order. Never blocks."""
+    def pop_many(self, max_count: int | None = None, *, out: np.ndarray | None = None) -> np.ndarray:
+        """Take up to ``max_count`` records (all available by default), in order. Never blocks.
+
+        :param out: an array of this queue's dtype to copy into (its first records are
+            returned, a view); by default a new array.
+        """
         t = self._tail_local
         n = int(self._head[0]) - t
         if max_count is not None:
             n = min(n, max_count)
+        if out is not None:
+            if out.dtype != self.dtype:
+                raise TypeError(f"pop_many(out=...) needs an array of dtype {self.dtype}, not {out.dtype}")
+            n = min(n, len(out))
         if n <= 0:
             return np.empty(0, dtype=self.dtype)
         start = t & self.mask
-        if n == 1:
+        if out is not None:
+            out = out[:n]
+            self._copy_out(out, start)
+        elif n == 1:
             out = self._raw[start].copy().view(self.dtype)
         else:
             out = np.empty(n, dtype=self.dtype)

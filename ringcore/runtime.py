@@ -262,17 +262,18 @@ class KernelHandle:
             raise KernelTerminatedError(
                 f"kernel {self.name!r} stopped unexpectedly: {self.last_exception or 'see the log'}")
 
-    def _scratch(self, dtype: np.dtype, n: int) -> np.ndarray:
+    def _scratch(self, role: str, dtype: np.dtype, n: int) -> np.ndarray:
         """A reusable buffer of ``n`` records for this kernel's serving thread (contents undefined).
 
         Fresh large arrays cost more in page faults than the copies into them; reusing one
-        per record type keeps batch publishing at memory speed.
+        per use (``role``: "batch", "replies", "publish") keeps batches at memory speed. Only
+        the thread serving the kernel (holding its input queue's consumer side) uses them.
         """
         bufs = self.__dict__.setdefault("_scratch_bufs", {})
-        buf = bufs.get(dtype)
-        if buf is None or len(buf) < n:
+        buf = bufs.get(role)
+        if buf is None or len(buf) < n or buf.dtype != dtype:
             buf = np.zeros(max(n, 64), dtype)
-            bufs[dtype] = buf
+            bufs[role] = buf
         return buf[:n]
 
     # -- errors ----------------------------------------------------------------
@@ -1023,7 +1024,7 @@ class RingKernelRuntime:
                     replies: np.ndarray | None, has_reply: np.ndarray, codes: np.ndarray,
                     details: list[str] | None = None) -> None:
         k = len(req)
-        out = source._scratch(dest.output_queue.dtype, k)
+        out = source._scratch("publish", dest.output_queue.dtype, k)
         same_type = replies is not None and dest.output_queue.dtype["payload"] == replies.dtype
         all_replied = bool(has_reply.all())
         if not (same_type and all_replied):

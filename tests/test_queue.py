@@ -551,3 +551,18 @@ class RingQueueModel(RuleBasedStateMachine):
 
 TestRingQueueModel = RingQueueModel.TestCase
 TestRingQueueModel.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+
+
+def test_pop_many_into_a_given_buffer_across_the_wrap():
+    q = RingQueue(REC, 8)
+    q.push_many(records(0, 6))
+    q.pop_many(5)
+    q.push_many(records(6, 7))  # 8 queued, wrapping past the end of the ring
+    buf = np.zeros(5, REC)
+    got = q.pop_many(out=buf)  # at most len(out)
+    assert got.base is buf or got.base is buf.base
+    assert got["seq"].tolist() == [5, 6, 7, 8, 9] and np.array_equal(got, records(5, 5))
+    rest = q.pop_many(100, out=np.zeros(10, REC))
+    assert rest["seq"].tolist() == [10, 11, 12] and len(q) == 0
+    with pytest.raises(TypeError, match="dtype"):
+        q.pop_many(out=np.zeros(4, np.uint8))

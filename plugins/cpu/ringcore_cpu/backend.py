@@ -30,6 +30,9 @@ class NumpyExecutor:
     language fails at ``launch`` with a KernelCompileError naming the line.
     """
 
+    #: The compiled code copies what it reads; replies and sends are built from copies.
+    keeps_no_batch_data = True
+
     def __init__(self, handle: KernelHandle) -> None:
         self.handle = handle
         kernel = handle.kernel
@@ -50,7 +53,7 @@ class NumpyExecutor:
         out = None
         if self._out_dtype is not None:
             # A reused buffer (fresh pages cost more than the kernel), zero-filled as the ABI says.
-            replies = self.handle._scratch(self._out_dtype, n)
+            replies = self.handle._scratch("replies", self._out_dtype, n)
             replies[...] = 0
             out = field_arrays(replies, self._out_fields)
         env = KernelEnv(self.handle, batch["header"], self._specs)
