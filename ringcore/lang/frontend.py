@@ -563,7 +563,7 @@ class _Lowerer:
                 return  # a string statement is a comment
             if isinstance(v, ast.Constant) and v.value is Ellipsis:
                 return
-            res = self.expr(v, out, effect=True)
+            res = self.expr(v, out)
             if isinstance(res, _Val) and not isinstance(res.e, (Const, Load)):
                 if any(isinstance(x, (Atomic, Send, CallFunc)) for x in walk_exprs(res.e)):
                     out.append(Eval(res.e, pos=p))
@@ -1111,7 +1111,7 @@ class _Lowerer:
         raise self.err(node, what, f"{name} is a {what}, which kernels cannot use",
                        "use a module-level number, a message field or kernel state")
 
-    def expr(self, node: ast.expr, out: list[Stmt], *, effect: bool = False) -> Any:
+    def expr(self, node: ast.expr, out: list[Stmt]) -> Any:
         p = self.pos(node)
         if isinstance(node, ast.Constant):
             v = node.value
@@ -1759,8 +1759,6 @@ class _Lowerer:
             acc = args[0]
             for b in args[1:]:
                 t = self.unify(acc, b, node, f"{name}()")
-                if acc.weak != b.weak and not (acc.weak and b.weak):
-                    pass
                 if acc.const is not None and b.const is not None and acc.weak and b.weak:
                     r = min(acc.const, b.const) if name == "min" else max(acc.const, b.const)
                     acc = self.static_scalar(r, node)
@@ -1911,12 +1909,9 @@ class _Lowerer:
                         raise self.err(tnode, "ctx.send", f"kernel number {tv.const} does not fit u32")
                     target = self.spill(_Val(self.convert(tv, U32) if tv.weak or tv.type.kind == "u"
                                              else Cast(U32, tv.e, pos=p)), out, tnode).e
-            mark = len(out)
             mv = self.expr(mnode, out)
             if not isinstance(mv, _MsgRef):
                 raise self.err(mnode, "ctx.send", "ctx.send sends a message: ctx.send(target, Msg(...))")
-            if isinstance(target, Expr) and len(out) != mark:
-                pass
             value = self.msg_value(mv, mnode, out)
             name = self.new_tmp(DELIVERY)
             ref = Ref("local", name, None, DELIVERY)
@@ -2031,8 +2026,8 @@ def _assigned_names(stmts: list[ast.stmt]) -> set[str]:
     return names
 
 
-def _func_signature(fn: Any, src: _Source, caller: _Lowerer, node: ast.AST) -> tuple[list[tuple[str, ScalarType]],
-                                                                                     ScalarType | None]:
+def _func_signature(fn: Any, src: _Source) -> tuple[list[tuple[str, ScalarType]], ScalarType | None]:
+    """A @ringcore.func's typed parameters and result, from its annotations."""
     args = src.fdef.args
     if args.vararg or args.kwarg or args.kwonlyargs or args.defaults or args.kw_defaults:
         raise src.error(src.fdef, "function signature", f"@ringcore.func {fn.__name__}: only plain positional "
@@ -2080,7 +2075,7 @@ def _lower_func(unit: _Unit, fn: Any, node: ast.AST, caller: _Lowerer) -> tuple[
                          "rewrite it as a loop")
     src = _Source(fn, "function")
     unit.func_sources.append(src.text)
-    params, ret = _func_signature(fn, src, caller, node)
+    params, ret = _func_signature(fn, src)
     unit.stack.append(fn)
     try:
         lowerer = _run_passes(unit, src, fn, params=dict(params), ret=ret)
