@@ -11,12 +11,14 @@ them, and a device backend's event-driven mode delivers its outbox through
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..control import ErrorCode
 from ..k2k import DeliveryResult
+from ..kernel import KernelState
 from ..message import MessageHeader, MessageSpec
 from .ir import DELIVERY_CODES, KernelIR, Publish, Send, stmt_exprs, walk_exprs, walk_stmts
 
@@ -137,6 +139,77 @@ class KernelEnv:
             col = recs[name]
             col[...] = values.reshape(col.shape) if col.ndim > 1 else values
         return recs
+
+    def deliver(self, records: Iterable[Any]) -> list[int]:
+        """Deliver a device's outbox after its batch, record by record, in the order given.
+
+        ``records`` are :class:`ringcore.lang.targets.c.OutboxRecord` (``read_outbox`` returns them in
+        (lane, seq) order): a send goes through the runtime's K2K routing with its lane's header (so
+        the lane's message counts as forwarded when delivered), a publish through ``runtime.publish``.
+        Returns, per record, the DeliveryResult code of a send or the subscriber count of a publish;
+        failed deliveries are counted in the kernel's metrics by the runtime, as for any send.
+        """
+        handle = self.handle
+        runtime = handle.runtime
+        hdr = self.headers
+        out: list[int] = []
+        for rec in records:
+            msg = rec.spec.cls.from_record(rec.payload)
+            if rec.publish:
+                out.append(runtime.publish(rec.target, msg, _source=handle))
+                continue
+            parent = MessageHeader._make(hdr[rec.lane].tolist())
+            res = runtime._forward(handle, rec.target, msg, parent)
+            if res is DeliveryResult.DELIVERED:
+                self.forwarded[rec.lane] = True
+            out.append(int(_CODE[res]))
+        return out
+
+    def deliverable(self, records: Iterable[Any]) -> bool:
+        """Whether delivering ``records`` now would give every send DELIVERED and every publish exactly
+        one subscriber: what a device assumes when it records a send or publish in its outbox.
+
+        A device backend checks this before :meth:`deliver`; when it is False, the kernel's code saw
+        results the runtime would not give, and the backend runs the batch again where the real results
+        are known (the host). Queue room is checked for every record to one kernel together; a producer
+        racing to fill that queue between this check and the delivery can still make a send fail (it is
+        counted in the sender's metrics).
+        """
+        runtime = self.handle.runtime
+        hops = self.headers["hops"]
+        room: dict[int, int] = {}
+        gone = (KernelState.TERMINATING, KernelState.TERMINATED)
+        for rec in records:
+            if rec.publish:
+                if self._subscribers(rec.target, rec.spec) != 1:
+                    return False
+                continue
+            dest = runtime._lookup(rec.target)
+            if dest is None or dest._state in gone or rec.spec.cls is not dest.kernel.input_type:
+                return False
+            if int(hops[rec.lane]) + 1 > runtime.max_hops:
+                return False
+            left = room.get(dest.number)
+            if left is None:
+                q = dest.input_queue
+                left = q.capacity - len(q)
+            if left <= 0:
+                return False
+            room[dest.number] = left - 1
+        return True
+
+    def _subscribers(self, topic: str, spec: MessageSpec) -> int:
+        """How many subscribers a publish of ``spec`` on ``topic`` would reach now (as runtime.publish counts)."""
+        runtime = self.handle.runtime
+        count = 0
+        for sub in runtime.broker.matching(topic):
+            if callable(sub.target):
+                count += 1
+                continue
+            h = runtime._lookup(sub.target)
+            if h is not None and h.in_spec is spec and len(h.input_queue) < h.input_queue.capacity:
+                count += 1
+        return count
 
     def header(self, name: str) -> np.ndarray:
         """A header field of every message of the batch (``ctx.header.<name>``)."""

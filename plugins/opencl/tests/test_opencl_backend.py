@@ -1,0 +1,238 @@
+"""What is specific to the OpenCL backend: registration, the probe, selection, device state, the outbox,
+program caching, and bad input (a build failure, a queue too large for the device, termination mid-batch)."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import subprocess
+import sys
+
+import numpy as np
+import pyopencl as cl
+import pytest
+from ringcore_opencl import OpenclExecutor, OpenclRuntime
+from ringcore_opencl.plugin import probe
+
+import ringcore
+from ringcore import BackendError, KernelCompileError, TerminationTimeoutError, u32
+from ringcore.cli import main as cli_main
+from ringcore.lang.targets import opencl as opencl_target
+from ringcore.plugins import BackendSpec, PluginRegistry, ProbeResult, get_registry, use_registry
+from ringcore.runtime import DeviceInfo
+from ringcore.testing import kernels as K
+from ringcore.testing import wait_until
+
+
+def test_entry_point_and_priority():
+    eps = [ep for ep in md.entry_points(group="ringcore") if ep.name == "opencl"]
+    assert [ep.value for ep in eps] == ["ringcore_opencl.plugin"]
+    spec = get_registry().backend_spec("opencl")
+    assert (spec.name, spec.priority, spec.package) == ("opencl", 300, "ringcore-opencl")
+
+
+def test_plugin_import_does_not_import_pyopencl():
+    code = "import sys, ringcore_opencl.plugin; print('pyopencl' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_probe_reports_pocl_as_software_with_its_capabilities():
+    res = get_registry().probe("opencl")
+    assert res.available, res.reason
+    assert res.devices
+    for d in res.devices:
+        for key in ("platform", "type", "opencl_version", "opencl_c_version", "svm", "compute_units"):
+            assert key in d.details
+    pocl = [d for d in res.devices if "Portable" in d.details["platform"]]
+    assert pocl and all(not d.accelerator and d.kind == "software" for d in pocl)
+
+
+class _FakeCpu:
+    """A stand-in cpu backend (priority 100, never used to run anything)."""
+
+    @ringcore.hookimpl
+    def register_backends(self, register):
+        register(BackendSpec(name="cpu", priority=100, factory=lambda **kw: None, package="ringcore-cpu",
+                             probe=lambda: ProbeResult(True, "stand-in", (DeviceInfo("host", "cpu", False),))))
+
+
+def test_auto_prefers_the_cpu_backend_to_a_software_opencl_device():
+    reg = PluginRegistry(load=["opencl"], plugins=[_FakeCpu()])
+    if reg.probe("opencl").accelerator:
+        pytest.skip("this machine has an OpenCL GPU: auto picks opencl here, as it should")
+    assert reg.select("auto").name == "cpu"
+    assert reg.select("opencl").name == "opencl"
+
+
+def test_no_platform_is_unavailable_with_the_reason(monkeypatch, capsys):
+    def none():
+        raise cl.LogicError("clGetPlatformIDs failed: PLATFORM_NOT_FOUND_KHR")
+
+    monkeypatch.setattr(cl, "get_platforms", none)
+    res = probe()
+    assert not res.available and "no OpenCL platform" in res.reason and "pyopencl[pocl]" in res.reason
+    reg = PluginRegistry(load=["opencl"], plugins=[_FakeCpu()])
+    with use_registry(reg):
+        assert cli_main(["info"]) == 0  # never an exception out of `ringcore info`
+        assert reg.select("auto").name == "cpu"
+        with pytest.raises(ringcore.BackendUnavailableError, match="no OpenCL platform"):
+            reg.select("opencl")
+    assert "unavailable" in capsys.readouterr().out
+
+
+def test_info_shows_the_devices(capsys):
+    assert cli_main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "opencl" in out and "opencl_c_version" in out and "svm=" in out
+
+
+def test_opencl_devices_command(capsys):
+    assert cli_main(["opencl", "devices"]) == 0
+    out = capsys.readouterr().out
+    assert "accelerator=" in out and "svm:" in out
+
+
+# -- execution ------------------------------------------------------------------------------
+
+
+def test_state_lives_on_the_device_and_read_state_reads_it():
+    with OpenclRuntime() as rt:
+        h = rt.launch(K.accumulate)
+        start = int(h.read_state()["total"])
+        msgs = K.Num.array(300)
+        msgs["value"] = np.arange(300)
+        h.call_many(msgs)
+        assert h.read_state() == {"count": 300, "total": start + int(np.arange(300).sum())}
+        # The host copy is the initial state until termination copies the device's back.
+        assert int(h.state_array["count"][0]) == 0
+        h.terminate()
+        assert int(h.state_array["count"][0]) == 300 and h.read_state()["count"] == 300
+
+
+def test_programs_are_built_once_per_device():
+    with OpenclRuntime() as rt1, OpenclRuntime() as rt2:
+        rt1.launch(K.evens_only)
+        built = rt1.device_context.builds
+        rt2.launch(K.evens_only)
+        assert rt2.device_context is rt1.device_context
+        assert rt2.device_context.builds == built
+
+
+def test_sends_are_delivered_from_the_device_in_lane_order():
+    with OpenclRuntime() as rt:
+        sink = rt.launch(K.sink, auto_activate=False, input_capacity=4096)
+        flood = rt.launch(K.flood, max_batch=512)
+        msgs = K.Flood.array(200)
+        msgs["target"] = sink.number
+        msgs["count"] = np.arange(200) % 10  # up to 9 sends a lane: more than the first outbox holds
+        flood.send_many(msgs)
+        total = int(msgs["count"].sum())
+        wait_until(lambda: len(sink.input_queue) == total, f"{total} messages in the sink's queue")
+        ex = flood.loop.executor
+        assert isinstance(ex, OpenclExecutor)
+        assert ex.host_runs == 0 and ex.reruns >= 1  # the outbox overflowed, grew, and the device reran
+        got = sink.input_queue.pop_many(total)
+        want = np.concatenate([np.arange(c) for c in msgs["count"]]) if total else np.zeros(0)
+        assert got["payload"]["value"].tolist() == want.tolist()  # (lane, seq) order within the batch
+        assert (got["header"]["source_kernel"] == flood.number).all()
+
+
+def test_a_failed_send_reruns_the_batch_where_the_answer_is_known():
+    with OpenclRuntime() as rt:
+        h = rt.launch(K.router)
+        r = h.call(K.Route(target=9999, value=1))
+        assert K.DELIVERY_CODES[int(r.code)] is ringcore.DeliveryResult.NOT_FOUND
+        assert h.loop.executor.host_runs == 1
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+
+@ringcore.kernel(id="ocl_broken_build")
+def broken(ctx, msg: K.Num) -> K.Echoed:
+    x = msg.value * 2
+    return K.Echoed(value=x, doubled=x, tag=msg.tag)
+
+
+def test_a_kernel_that_fails_to_build_names_the_python_line(monkeypatch):
+    real = opencl_target.emit_parts
+    line = broken.func.__code__.co_firstlineno + 2  # `x = msg.value * 2`
+
+    def emit_parts(kir):
+        pre, part = real(kir)
+        if kir.name == "ocl_broken_build":  # what a driver bug would look like: invalid C at that line
+            part += f'#line {line} "{kir.filename}"\nthis is not C;\n'
+        return pre, part
+
+    monkeypatch.setattr(opencl_target, "emit_parts", emit_parts)
+    with OpenclRuntime() as rt:
+        with pytest.raises(KernelCompileError) as info:
+            rt.launch(broken)
+        err = info.value
+        assert (err.line, err.target, err.filename) == (line, "opencl", __file__)
+        assert "x = msg.value * 2" in str(err) and "ocl_broken_build" in str(err)
+        assert "ocl_broken_build" not in [k.name for k in rt.kernels()]
+
+
+class NarrowState:
+    small: ringcore.u16 = 0
+
+
+@ringcore.kernel(id="ocl_narrow_atomic", state=NarrowState)
+def narrow_atomic(ctx, msg: K.Num) -> None:
+    ctx.atomic_add("small", 1)
+
+
+def test_a_kernel_the_target_refuses_fails_at_launch():
+    with OpenclRuntime() as rt, pytest.raises(KernelCompileError, match="small"):
+        rt.launch(narrow_atomic)
+
+
+def test_a_queue_larger_than_the_device_can_hold_is_refused():
+    with OpenclRuntime() as rt:
+        limit = int(rt.cl_device.max_mem_alloc_size)
+        cap = 1 << (limit // K.Num.slot_dtype.itemsize).bit_length()
+        with pytest.raises(BackendError, match="input_capacity"):
+            rt.launch(K.echo, input_capacity=cap)
+        assert rt.kernels() == []
+        assert rt.launch(K.echo).call(K.Num(value=1, tag=0)).doubled == 2  # the runtime still works
+
+
+def test_a_batch_larger_than_the_device_can_hold_is_refused(monkeypatch):
+    with OpenclRuntime() as rt:
+        monkeypatch.setattr(type(rt.cl_device), "max_mem_alloc_size", property(lambda self: 1 << 16))
+        with pytest.raises(BackendError, match="max_batch"):
+            rt.launch(K.echo, max_batch=4096, input_capacity=256, output_capacity=256)
+
+
+class SpinState:
+    done: u32 = 0
+
+
+@ringcore.kernel(id="ocl_spin", state=SpinState)
+def spin(ctx, msg: K.Num) -> None:
+    """A serial kernel that takes a while per message."""
+    acc = u32(0)
+    for i in range(u32(msg.tag)):
+        acc = acc * u32(1664525) + u32(i)
+    ctx.state.done += 1 + acc * u32(0)
+
+
+def test_termination_while_a_batch_is_running():
+    rt = OpenclRuntime()
+    h = rt.launch(spin, max_batch=64)
+    msgs = K.Num.array(640)
+    msgs["tag"] = 200_000
+    h.send_many(msgs)
+    wait_until(lambda: h.control.messages_in_flight > 0, "a batch on the device")
+    try:
+        h.terminate(timeout=0.0)
+    except TerminationTimeoutError as exc:  # the batch in flight is still running: reported, not hung
+        assert "terminat" in str(exc)
+    h.terminate(timeout=60)  # waits for the running batch, then the loop exits
+    st = h.status()
+    assert st.state == "terminated"
+    done = int(h.read_state()["done"])
+    assert st.processed == done and done + st.unprocessed == 640
+    assert 0 < done < 640
+    rt.shutdown()
