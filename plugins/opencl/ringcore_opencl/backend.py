@@ -100,6 +100,10 @@ class OpenclExecutor:
         self.lock = threading.Lock()  # the queue and buffers: the loop's thread vs read_state callers
         self.max_alloc = int(dc.device.max_mem_alloc_size)
         self.env = np.zeros(1, c.ENV_DTYPE)
+        # What the device last saw of the environment: a kernel that neither sends nor reads the
+        # clock never changes it, so it is uploaded (and read back) only when needed.
+        self._env_sent: bytes | None = None
+        self._env_live = bool(self.sends or kir.uses_now)
         self.env["kernel_number"] = handle.number
         self._one = np.zeros(1, kernel.input_spec.slot_dtype)
         self._bufs: dict[str, Any] = {}
@@ -177,7 +181,10 @@ class OpenclExecutor:
         env["tick_count"] = 0
         env["outbox_count"] = 0
         env["outbox_capacity"] = capacity
-        cl.enqueue_copy(q, self.env_buf, env, is_blocking=False)
+        raw = env.tobytes()
+        if self._env_live or raw != self._env_sent:
+            cl.enqueue_copy(q, self.env_buf, env, is_blocking=False)
+            self._env_sent = raw
         outbox = self._buffer("outbox", capacity * sym.outbox_stride)
         if self.serial:
             g, local = 1, 1
@@ -212,13 +219,16 @@ class OpenclExecutor:
             status = self._status if len(self._status) >= n else np.zeros(_pow2(n), np.uint32)
             self._status = status
             status = status[:n]
-            cl.enqueue_copy(q, status, self._bufs["status"], is_blocking=False)
             replies = None
+            read_replies = self.out_dtype is not None and sym.out_size
+            # The last read waits for the whole batch (an in-order queue); fewer commands, less PoCL overhead.
+            cl.enqueue_copy(q, status, self._bufs["status"], is_blocking=not (read_replies or self._env_live))
             if self.out_dtype is not None:
                 replies = h._scratch("replies", self.out_dtype, n)
-                if sym.out_size:
-                    cl.enqueue_copy(q, replies.view(np.uint8), self._bufs["replies"], is_blocking=False)
-            cl.enqueue_copy(q, self.env, self.env_buf, is_blocking=True)
+                if read_replies:
+                    cl.enqueue_copy(q, replies.view(np.uint8), self._bufs["replies"], is_blocking=not self._env_live)
+            if self._env_live:
+                cl.enqueue_copy(q, self.env, self.env_buf, is_blocking=True)
             count = int(self.env["outbox_count"][0]) if self.sends else 0
             if count <= capacity:
                 break
