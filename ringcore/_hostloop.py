@@ -30,7 +30,8 @@ from .message import MessageFlags, MessageHeader
 if TYPE_CHECKING:
     from .runtime import KernelHandle
 
-__all__ = ["BatchResult", "BatchExecutor", "ReferenceExecutor", "KernelContext", "HostLoop", "serving_inline"]
+__all__ = ["BatchResult", "BatchExecutor", "ReferenceExecutor", "KernelContext", "HostLoop", "serving_inline",
+           "run_as_batch_of_one"]
 
 log = logging.getLogger("ringcore")
 
@@ -234,6 +235,24 @@ class ReferenceExecutor:
 
     def close(self) -> None:
         pass
+
+
+def run_as_batch_of_one(executor: Any, slot: np.ndarray, header: Any,
+                        payload: np.void) -> tuple[Any, bool, tuple[int, str] | None]:
+    """``run_one`` for an executor that runs batches: ``header`` and ``payload`` go into ``slot`` (a
+    reusable one-record array of the input slot dtype) and through ``executor.run``; the reply comes
+    back as a tuple of field values copied out of the executor's buffers."""
+    slot["header"][0] = header
+    slot["payload"][0] = payload
+    res = executor.run(slot)
+    if res.errors:
+        _, code, detail = res.errors[0]
+        return None, bool(res.forwarded[0]), (code, detail)
+    reply = None
+    if res.replies is not None and res.has_reply[0]:
+        # A copy: an executor may reuse its reply buffer (array fields would be views into it).
+        reply = res.replies[:1].copy()[0].item()
+    return reply, bool(res.forwarded[0]), None
 
 
 def _describe(exc: BaseException) -> str:

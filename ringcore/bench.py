@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BENCHMARKS", "Figure", "format_table", "main", "run_benchmarks"]
+__all__ = ["BENCHMARKS", "Figure", "format_table", "machine_info", "main", "run_benchmarks"]
 
 RAY_CALLS_PER_S = (2_000, 8_700)
 """Ray's published rate for 1:1 synchronous actor calls (calls/s), quoted, not measured."""
@@ -400,7 +400,8 @@ BENCHMARKS: dict[str, Callable[..., list[Figure]]] = {
 }
 
 
-def _machine() -> dict[str, Any]:
+def machine_info() -> dict[str, Any]:
+    """The machine a benchmark ran on: Python, numpy, ringcore, CPUs, CPU model, load average."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -440,7 +441,7 @@ def run_benchmarks(*, quick: bool = False, backend: str = "cpu", only: Iterable[
             figures += BENCHMARKS[name](quick=quick, backend=backend)
         except (RingcoreError, RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
             errors[name] = f"{type(exc).__name__}: {exc}"
-    return {"machine": _machine(), "quick": quick, "backend": backend, "seconds": time.perf_counter() - t0,
+    return {"machine": machine_info(), "quick": quick, "backend": backend, "seconds": time.perf_counter() - t0,
             "results": [f.as_dict() for f in figures], "errors": errors}
 
 

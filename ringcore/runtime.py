@@ -24,7 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from ._hostloop import BatchExecutor, BatchResult, HostLoop, KernelContext, ReferenceExecutor, serving_inline
+from ._hostloop import (
+    BatchExecutor,
+    BatchResult,
+    HostLoop,
+    KernelContext,
+    ReferenceExecutor,
+    run_as_batch_of_one,
+    serving_inline,
+)
 from ._memory import aligned_zeros
 from ._receiver import Receiver
 from ._sync import Doorbell, deadline_after, remaining
@@ -57,6 +65,7 @@ __all__ = [
     "BatchExecutor",
     "BatchResult",
     "ReferenceExecutor",
+    "run_as_batch_of_one",
     "KernelContext",
     "HostLoop",
 ]

@@ -18,7 +18,14 @@ import numpy as np
 
 import ringcore.lang as lang
 from ringcore.lang.host import KernelEnv, field_arrays, lane_errors, sent_specs, state_arrays
-from ringcore.runtime import BatchExecutor, BatchResult, KernelHandle, ReferenceExecutor, RingKernelRuntime
+from ringcore.runtime import (
+    BatchExecutor,
+    BatchResult,
+    KernelHandle,
+    ReferenceExecutor,
+    RingKernelRuntime,
+    run_as_batch_of_one,
+)
 
 __all__ = ["CpuRuntime", "EXECUTORS", "NumpyExecutor"]
 
@@ -63,18 +70,7 @@ class NumpyExecutor:
 
     def run_one(self, header: Any, payload: np.void) -> tuple[Any, bool, tuple[int, str] | None]:
         """One message (the latency path of ``call``) through the same compiled code, as a batch of one."""
-        slot = self._one
-        slot["header"][0] = header
-        slot["payload"][0] = payload
-        res = self.run(slot)
-        if res.errors:
-            _, code, detail = res.errors[0]
-            return None, bool(res.forwarded[0]), (code, detail)
-        reply = None
-        if res.replies is not None and res.has_reply[0]:
-            # A copy: the reply buffer is reused by the next message (array fields would be views into it).
-            reply = res.replies[:1].copy()[0].item()
-        return reply, bool(res.forwarded[0]), None
+        return run_as_batch_of_one(self, self._one, header, payload)
 
     def close(self) -> None:
         pass

@@ -47,7 +47,7 @@ from ringcore._memory import aligned_zeros
 from ringcore.errors import BackendError
 from ringcore.lang.host import KernelEnv, field_arrays, lane_errors, sent_specs, state_arrays
 from ringcore.lang.targets import c
-from ringcore.runtime import BatchResult, KernelHandle, RingKernelRuntime
+from ringcore.runtime import BatchResult, KernelHandle, RingKernelRuntime, run_as_batch_of_one
 
 from . import _device
 
@@ -295,19 +295,7 @@ class OpenclExecutor:
 
     def run_one(self, header: Any, payload: np.void) -> tuple[Any, bool, tuple[int, str] | None]:
         """One message (the latency path of ``call``): a batch of one through the same dispatch."""
-        slot = self._one
-        slot["header"][0] = header
-        slot["payload"][0] = payload
-        res = self.run(slot)
-        if res.errors:
-            _, code, detail = res.errors[0]
-            return None, bool(res.forwarded[0]), (code, detail)
-        reply = None
-        if res.replies is not None and res.has_reply[0]:
-            reply = res.replies[:1].copy()[0].item()
-        return reply, bool(res.forwarded[0]), None
-
-    # -- state and release ---------------------------------------------------------------
+        return run_as_batch_of_one(self, self._one, header, payload)
 
     def read_state(self) -> np.ndarray | None:
         """A copy of the kernel's state record, read from the device."""

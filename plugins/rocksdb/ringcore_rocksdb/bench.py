@@ -22,7 +22,6 @@ is asserted in tests: the figures depend on the machine and its disk.
 from __future__ import annotations
 
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -272,28 +271,17 @@ BENCHMARKS: dict[str, Callable[..., list[Figure]]] = {"diffs": bench_diffs, "exe
 
 
 def _machine() -> dict[str, Any]:
-    import ringcore
+    """The core's machine description, plus the rocksdict version."""
+    from ringcore.bench import machine_info
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    try:
-        load = [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        load = None
+    info = machine_info()
     try:
         from importlib.metadata import version
 
-        import rocksdict  # noqa: F401
-
-        rocks = version("rocksdict")
+        info["rocksdict"] = version("rocksdict")
     except Exception:  # noqa: BLE001 - only a label
-        rocks = "?"
-    return {"python": platform.python_version(), "ringcore": ringcore.__version__, "rocksdict": rocks,
-            "cpus": os.cpu_count(), "cpu": cpu, "load_average": load}
+        info["rocksdict"] = "?"
+    return info
 
 
 def run_store_benchmarks(*, quick: bool = False, only: Iterable[str] | None = None,
