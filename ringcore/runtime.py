@@ -51,7 +51,7 @@ from .errors import (
 from .hlc import HlcClock, HlcTimestamp
 from .k2k import DEFAULT_MAX_HOPS, DeliveryResult
 from .kernel import KernelDef, KernelMode, KernelState, LaunchOptions, OverflowPolicy
-from .message import HEADER_DTYPE, MessageFlags, MessageHeader, Priority, message_spec
+from .message import HEADER_DTYPE, MessageFlags, MessageHeader, MessageSpec, Priority, message_spec
 from .pubsub import Broker, Subscription
 from .queue import RingQueue
 from .telemetry import KernelMetrics, Telemetry
@@ -779,16 +779,11 @@ class RingKernelRuntime:
         counts the message in that kernel's ``dropped`` metric, and a kernel of
         another input type is skipped (it cannot decode the message).
         """
-        spec = message_spec(msg)
         delivered = 0
-        for sub in self.broker.matching(topic):
-            if callable(sub.target):
-                sub.target(topic, msg)
+        for h in self._publish_targets(topic, message_spec(msg)):
+            if callable(h):
+                h(topic, msg)
                 delivered += 1
-                continue
-            with self._lock:
-                h = self._kernels.get(sub.target)
-            if h is None or h.in_spec is not spec:
                 continue
             head = h._header_tuple(0, _PUBLISHED, Priority.NORMAL, _source)
             rec = np.empty(1, h.in_spec.slot_dtype)
@@ -801,6 +796,20 @@ class RingKernelRuntime:
                 else:
                     h.input_queue.record_drop(1)
         return delivered
+
+    def _publish_targets(self, topic: str, spec: MessageSpec) -> list[Any]:
+        """The subscribers a publish of a ``spec`` message on ``topic`` goes to: host callables, and kernels
+        of that input type (whether their queue has room, or they are terminating, is decided at the push)."""
+        out: list[Any] = []
+        for sub in self.broker.matching(topic):
+            if callable(sub.target):
+                out.append(sub.target)
+                continue
+            with self._lock:
+                h = self._kernels.get(sub.target)
+            if h is not None and h.in_spec is spec:
+                out.append(h)
+        return out
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Terminate every kernel and release the backend. Safe to call twice.
@@ -906,22 +915,32 @@ class RingKernelRuntime:
                 return self._kernels.get(target)
             return self._by_number.get(int(target))
 
-    def _forward(self, source: KernelHandle, target: str | int, msg: Any, parent: MessageHeader | None) -> DeliveryResult:
-        """Kernel-to-kernel send (called from a handler's ``ctx.send``)."""
+    def _send_verdict(self, target: str | int, msg_type: type,
+                      hops: int) -> tuple[DeliveryResult | None, KernelHandle | None]:
+        """What a kernel-to-kernel send of a ``msg_type`` message that would make its ``hops``-th hop gets,
+        short of queue room: ``(failure, dest)``, the failure None when the message can be enqueued.
+
+        The one place these rules live: ``ctx.send`` applies them, and a device backend checks its
+        outbox against them (``ringcore.lang.host.KernelEnv.deliverable``).
+        """
         dest = self._lookup(target)
         if dest is None:
-            source.telemetry.k2k_failed += 1
-            return DeliveryResult.NOT_FOUND
+            return DeliveryResult.NOT_FOUND, None
         if dest._state is KernelState.TERMINATED or dest._state is KernelState.TERMINATING:
-            source.telemetry.k2k_failed += 1
-            return DeliveryResult.TERMINATED
-        if type(msg) is not dest.kernel.input_type:
-            source.telemetry.k2k_failed += 1
-            return DeliveryResult.WRONG_TYPE
-        hops = (parent.hops if parent is not None else 0) + 1
+            return DeliveryResult.TERMINATED, dest
+        if msg_type is not dest.kernel.input_type:
+            return DeliveryResult.WRONG_TYPE, dest
         if hops > self.max_hops:
+            return DeliveryResult.MAX_HOPS_EXCEEDED, dest
+        return None, dest
+
+    def _forward(self, source: KernelHandle, target: str | int, msg: Any, parent: MessageHeader | None) -> DeliveryResult:
+        """Kernel-to-kernel send (called from a handler's ``ctx.send``)."""
+        hops = (parent.hops if parent is not None else 0) + 1
+        failure, dest = self._send_verdict(target, type(msg), hops)
+        if failure is not None:
             source.telemetry.k2k_failed += 1
-            return DeliveryResult.MAX_HOPS_EXCEEDED
+            return failure
         ts = source.clock.tick()
         corr = parent.correlation_id if parent is not None else 0
         flags = MessageFlags.K2K | ((parent.flags & MessageFlags.EXPECTS_REPLY) if parent is not None else 0)

@@ -22,7 +22,7 @@ from typing import Protocol, runtime_checkable
 from ..errors import StoreArgumentError, StoreClosedError
 from .state import StateSpace
 
-__all__ = ["Store", "WriteBatch", "MemoryStore", "MemoryWriteBatch"]
+__all__ = ["Store", "WriteBatch", "MemoryStore", "MemoryWriteBatch", "check_space", "check_bytes"]
 
 
 @runtime_checkable
@@ -70,7 +70,8 @@ class Store(Protocol):
         """Release the store's resources; idempotent."""
 
 
-def _check_space(space: object) -> StateSpace:
+def check_space(space: object) -> StateSpace:
+    """``space`` as a StateSpace, or a StoreArgumentError naming it (for every Store implementation)."""
     if type(space) is StateSpace:
         return space
     try:
@@ -80,7 +81,8 @@ def _check_space(space: object) -> StateSpace:
             f"{space!r} is not a state space; use one of {', '.join(s.name for s in StateSpace)}") from None
 
 
-def _check_bytes(what: str, value: object) -> bytes:
+def check_bytes(what: str, value: object) -> bytes:
+    """``value`` as bytes, or a StoreArgumentError naming it (for every Store implementation)."""
     if type(value) is bytes:
         return value
     if isinstance(value, (bytearray, memoryview)):
@@ -102,24 +104,24 @@ class MemoryWriteBatch:
 
     def put(self, space: StateSpace, key: bytes, value: bytes) -> None:
         if type(space) is not StateSpace:
-            space = _check_space(space)
-        self.keys[space].append(key if type(key) is bytes else _check_bytes("key", key))
-        self.values[space].append(value if type(value) is bytes else _check_bytes("value", value))
+            space = check_space(space)
+        self.keys[space].append(key if type(key) is bytes else check_bytes("key", key))
+        self.values[space].append(value if type(value) is bytes else check_bytes("value", value))
 
     def put_many(self, space: StateSpace, keys: list[bytes], values: list[bytes]) -> None:
         """``put(space, k, v)`` for each pair of ``keys`` and ``values``, in order."""
-        space = _check_space(space)
+        space = check_space(space)
         if len(keys) != len(values):
             raise StoreArgumentError(f"put_many got {len(keys)} keys and {len(values)} values")
         if not all(type(k) is bytes for k in keys) or not all(type(v) is bytes for v in values):
-            keys = [_check_bytes("key", k) for k in keys]
-            values = [_check_bytes("value", v) for v in values]
+            keys = [check_bytes("key", k) for k in keys]
+            values = [check_bytes("value", v) for v in values]
         self.keys[space] += keys
         self.values[space] += values
 
     def delete(self, space: StateSpace, key: bytes) -> None:
-        space = _check_space(space)
-        self.keys[space].append(_check_bytes("key", key))
+        space = check_space(space)
+        self.keys[space].append(check_bytes("key", key))
         self.values[space].append(None)
         self.deletes[space] = True
 
@@ -157,23 +159,23 @@ class MemoryStore(Store):
 
     def get(self, space: StateSpace, key: bytes) -> bytes | None:
         if type(space) is not StateSpace:
-            space = _check_space(space)
+            space = check_space(space)
         if type(key) is not bytes:
-            key = _check_bytes("key", key)
+            key = check_bytes("key", key)
         with self._lock:
             return self._open_spaces()[space].get(key)
 
     def get_many(self, space: StateSpace, keys: list[bytes]) -> list[bytes | None]:
         """The committed values of ``keys`` (None where absent), read under one lock."""
-        space = _check_space(space)
-        keys = [k if type(k) is bytes else _check_bytes("key", k) for k in keys]
+        space = check_space(space)
+        keys = [k if type(k) is bytes else check_bytes("key", k) for k in keys]
         with self._lock:
             get = self._open_spaces()[space].get
             return [get(k) for k in keys]
 
     def prefix_iter(self, space: StateSpace, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        space = _check_space(space)
-        prefix = _check_bytes("prefix", prefix)
+        space = check_space(space)
+        prefix = check_bytes("prefix", prefix)
         with self._lock:
             d = self._open_spaces()[space]
             keys = self._sorted[space]
@@ -222,7 +224,7 @@ class MemoryStore(Store):
     def count(self, space: StateSpace) -> int:
         """How many keys ``space`` holds (for tests and diagnostics)."""
         with self._lock:
-            return len(self._open_spaces()[_check_space(space)])
+            return len(self._open_spaces()[check_space(space)])
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{s.label}={len(self._spaces[s])}" for s in StateSpace)

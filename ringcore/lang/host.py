@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._hostloop import BatchResult, run_as_batch_of_one
 from ..control import ErrorCode
 from ..k2k import DeliveryResult
 from ..kernel import KernelState
@@ -25,7 +26,7 @@ from .ir import DELIVERY_CODES, KernelIR, Publish, Send, stmt_exprs, walk_exprs,
 if TYPE_CHECKING:
     from ..runtime import KernelHandle
 
-__all__ = ["KernelEnv", "field_arrays", "state_arrays", "lane_errors", "sent_specs"]
+__all__ = ["KernelEnv", "NumpyExecutor", "field_arrays", "state_arrays", "lane_errors", "sent_specs"]
 
 _CODE = {r: np.uint32(c) for r, c in DELIVERY_CODES.items()}
 
@@ -181,13 +182,13 @@ class KernelEnv:
         gone = (KernelState.TERMINATING, KernelState.TERMINATED)
         for rec in records:
             if rec.publish:
-                if self._subscribers(rec.target, rec.spec) != 1:
+                reached = [h for h in runtime._publish_targets(rec.target, rec.spec)
+                           if callable(h) or (h._state not in gone and len(h.input_queue) < h.input_queue.capacity)]
+                if len(reached) != 1:
                     return False
                 continue
-            dest = runtime._lookup(rec.target)
-            if dest is None or dest._state in gone or rec.spec.cls is not dest.kernel.input_type:
-                return False
-            if int(hops[rec.lane]) + 1 > runtime.max_hops:
+            failure, dest = runtime._send_verdict(rec.target, rec.spec.cls, int(hops[rec.lane]) + 1)
+            if failure is not None:
                 return False
             left = room.get(dest.number)
             if left is None:
@@ -198,19 +199,6 @@ class KernelEnv:
             room[dest.number] = left - 1
         return True
 
-    def _subscribers(self, topic: str, spec: MessageSpec) -> int:
-        """How many subscribers a publish of ``spec`` on ``topic`` would reach now (as runtime.publish counts)."""
-        runtime = self.handle.runtime
-        count = 0
-        for sub in runtime.broker.matching(topic):
-            if callable(sub.target):
-                count += 1
-                continue
-            h = runtime._lookup(sub.target)
-            if h is not None and h.in_spec is spec and len(h.input_queue) < h.input_queue.capacity:
-                count += 1
-        return count
-
     def header(self, name: str) -> np.ndarray:
         """A header field of every message of the batch (``ctx.header.<name>``)."""
         return self.headers[name]
@@ -219,3 +207,55 @@ class KernelEnv:
         """Tick the kernel's clock once per lane: ``(physical u64, logical u32)`` arrays, increasing in lane order."""
         phys, logical = self.handle.clock.stamp_many(len(lanes))
         return phys, logical.astype(np.uint32)
+
+
+class NumpyExecutor:
+    """Runs a batch through the kernel's numpy target: one vectorised call per batch.
+
+    The CPU backend's executor, and the host path of device backends (a batch
+    whose device run must be redone with live K2K answers).
+
+    The kernel is compiled when it is launched, so a kernel outside the
+    language fails at ``launch`` with a KernelCompileError naming the line.
+    """
+
+    #: The compiled code copies what it reads; replies and sends are built from copies.
+    keeps_no_batch_data = True
+
+    def __init__(self, handle: KernelHandle) -> None:
+        self.handle = handle
+        kernel = handle.kernel
+        from . import load_numpy, lower
+
+        self.kir = lower(kernel)
+        self._run = load_numpy(kernel)
+        self._in_fields = kernel.input_spec.fields
+        out = kernel.output_spec
+        self._out_dtype = out.dtype if out is not None else None
+        self._out_fields = out.fields if out is not None else None
+        self._specs = sent_specs(self.kir)
+        self._state = state_arrays(handle.state_array)
+        self._one = np.zeros(1, kernel.input_spec.slot_dtype)
+
+    def run(self, batch: np.ndarray, state: np.ndarray | None = None) -> BatchResult:
+        """Run ``batch``; ``state``: another state record to run against (default: the kernel's own)."""
+        n = len(batch)
+        inp = field_arrays(batch["payload"], self._in_fields)
+        replies = None
+        out = None
+        if self._out_dtype is not None:
+            # A reused buffer (fresh pages cost more than the kernel), zero-filled as the ABI says.
+            replies = self.handle._scratch("replies", self._out_dtype, n)
+            replies[...] = 0
+            out = field_arrays(replies, self._out_fields)
+        env = KernelEnv(self.handle, batch["header"], self._specs)
+        with np.errstate(all="ignore"):  # fixed-width integers wrap, as on every target
+            has_reply, status = self._run(n, inp, out, self._state if state is None else state_arrays(state), env)
+        return BatchResult(replies, np.asarray(has_reply, dtype=bool), env.forwarded, lane_errors(self.kir, status))
+
+    def run_one(self, header: Any, payload: np.void) -> tuple[Any, bool, tuple[int, str] | None]:
+        """One message (the latency path of ``call``) through the same compiled code, as a batch of one."""
+        return run_as_batch_of_one(self, self._one, header, payload)
+
+    def close(self) -> None:
+        pass

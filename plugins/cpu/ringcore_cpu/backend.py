@@ -14,66 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-import ringcore.lang as lang
-from ringcore.lang.host import KernelEnv, field_arrays, lane_errors, sent_specs, state_arrays
-from ringcore.runtime import (
-    BatchExecutor,
-    BatchResult,
-    KernelHandle,
-    ReferenceExecutor,
-    RingKernelRuntime,
-    run_as_batch_of_one,
-)
+from ringcore.lang.host import NumpyExecutor
+from ringcore.runtime import BatchExecutor, KernelHandle, ReferenceExecutor, RingKernelRuntime
 
 __all__ = ["CpuRuntime", "EXECUTORS", "NumpyExecutor"]
-
-
-class NumpyExecutor:
-    """Runs a batch through the kernel's numpy target: one vectorised call per batch.
-
-    The kernel is compiled when it is launched, so a kernel outside the
-    language fails at ``launch`` with a KernelCompileError naming the line.
-    """
-
-    #: The compiled code copies what it reads; replies and sends are built from copies.
-    keeps_no_batch_data = True
-
-    def __init__(self, handle: KernelHandle) -> None:
-        self.handle = handle
-        kernel = handle.kernel
-        self.kir = lang.lower(kernel)
-        self._run = lang.load_numpy(kernel)
-        self._in_fields = kernel.input_spec.fields
-        out = kernel.output_spec
-        self._out_dtype = out.dtype if out is not None else None
-        self._out_fields = out.fields if out is not None else None
-        self._specs = sent_specs(self.kir)
-        self._state = state_arrays(handle.state_array)
-        self._one = np.zeros(1, kernel.input_spec.slot_dtype)
-
-    def run(self, batch: np.ndarray) -> BatchResult:
-        n = len(batch)
-        inp = field_arrays(batch["payload"], self._in_fields)
-        replies = None
-        out = None
-        if self._out_dtype is not None:
-            # A reused buffer (fresh pages cost more than the kernel), zero-filled as the ABI says.
-            replies = self.handle._scratch("replies", self._out_dtype, n)
-            replies[...] = 0
-            out = field_arrays(replies, self._out_fields)
-        env = KernelEnv(self.handle, batch["header"], self._specs)
-        with np.errstate(all="ignore"):  # fixed-width integers wrap, as on every target
-            has_reply, status = self._run(n, inp, out, self._state, env)
-        return BatchResult(replies, np.asarray(has_reply, dtype=bool), env.forwarded, lane_errors(self.kir, status))
-
-    def run_one(self, header: Any, payload: np.void) -> tuple[Any, bool, tuple[int, str] | None]:
-        """One message (the latency path of ``call``) through the same compiled code, as a batch of one."""
-        return run_as_batch_of_one(self, self._one, header, payload)
-
-    def close(self) -> None:
-        pass
 
 
 #: How a kernel's batches run on the CPU, by name.

@@ -45,7 +45,7 @@ import pyopencl as cl
 import ringcore.lang as lang
 from ringcore._memory import aligned_zeros
 from ringcore.errors import BackendError
-from ringcore.lang.host import KernelEnv, field_arrays, lane_errors, sent_specs, state_arrays
+from ringcore.lang.host import KernelEnv, NumpyExecutor, lane_errors, sent_specs
 from ringcore.lang.targets import c
 from ringcore.runtime import BatchResult, KernelHandle, RingKernelRuntime, run_as_batch_of_one
 
@@ -261,32 +261,21 @@ class OpenclExecutor:
         return BatchResult(replies, has_reply, env.forwarded, lane_errors(kir, sites))
 
     def _run_on_host(self, batch: np.ndarray) -> BatchResult:
-        """The batch through the kernel language's numpy target with live K2K answers (the CPU backend's
-        code path), from the state saved before the device ran it; the new state goes back to the device."""
-        h = self.handle
+        """The batch through the core's NumpyExecutor (the CPU backend's code path) with live K2K answers,
+        from the state saved before the device ran it; the new state goes back to the device."""
         q = self.queue
-        n = len(batch)
         self.host_runs += 1
         if self._numpy is None:
-            self._numpy = lang.load_numpy(h.kernel)
-        st = h.state_array
+            self._numpy = NumpyExecutor(self.handle)
+        st = self.handle.state_array
         state = None
         if st is not None:
             state = np.zeros(1, st.dtype)
             cl.enqueue_copy(q, state.view(np.uint8), self.snapshot_buf, is_blocking=True)
-        inp = field_arrays(batch["payload"], h.kernel.input_spec.fields)
-        replies = out = None
-        if self.out_dtype is not None:
-            replies = h._scratch("replies", self.out_dtype, n)
-            replies[...] = 0
-            out = field_arrays(replies, h.kernel.output_spec.fields)
-        env = KernelEnv(h, batch["header"], self.specs)
-        with np.errstate(all="ignore"):  # fixed-width integers wrap, as on every target
-            has_reply, status = self._numpy(n, inp, out, state_arrays(state), env)
+        result = self._numpy.run(batch, state)
         if state is not None:
             cl.enqueue_copy(q, self.state_buf, state.view(np.uint8), is_blocking=True)
-        return BatchResult(replies, np.asarray(has_reply, dtype=bool), env.forwarded,
-                           lane_errors(self.kir, np.asarray(status)))
+        return result
 
     def _outbox_bytes(self, nbytes: int) -> np.ndarray:
         if self._outbox_host.size < nbytes:

@@ -30,6 +30,7 @@ from ringcore.execution.state import (
     StateSpace,
     decode_u64,
 )
+from ringcore.execution.store import check_bytes, check_space
 
 from ._layout import FAMILIES, MARKER, check_directory, size_on_disk, write_marker
 
@@ -41,24 +42,6 @@ COMPRESSIONS = ("none", "snappy", "lz4", "lz4hc", "zstd", "bz2")
 _MiB = 1 << 20
 _CHUNK = 512  # items a prefix iterator takes from RocksDB at a time
 _MAX_WAL = 64 * _MiB  # the write-ahead log's size at which RocksDB flushes what pins its oldest file
-
-
-def _check_space(space: object) -> StateSpace:
-    if type(space) is StateSpace:
-        return space
-    try:
-        return StateSpace(space)  # type: ignore[arg-type]
-    except ValueError:
-        raise StoreArgumentError(
-            f"{space!r} is not a state space; use one of {', '.join(s.name for s in StateSpace)}") from None
-
-
-def _check_bytes(what: str, value: object) -> bytes:
-    if type(value) is bytes:
-        return value
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    raise StoreArgumentError(f"store {what}s are bytes, got {type(value).__name__}: {value!r:.80}")
 
 
 def _successor(prefix: bytes) -> bytes | None:
@@ -164,22 +147,22 @@ class RocksDBWriteBatch:
         """Set ``key`` in ``space`` to ``value`` when the batch is committed."""
         handles = self._handles()
         if type(space) is not StateSpace:
-            space = _check_space(space)
+            space = check_space(space)
         if type(key) is not bytes:
-            key = _check_bytes("key", key)
+            key = check_bytes("key", key)
         if type(value) is not bytes:
-            value = _check_bytes("value", value)
+            value = check_bytes("value", value)
         self._wb.put(key, value, handles[space])
 
     def put_many(self, space: StateSpace, keys: list[bytes], values: list[bytes]) -> None:
         """``put(space, k, v)`` for each pair of ``keys`` and ``values``, in order."""
-        handle = self._handles()[_check_space(space)]
+        handle = self._handles()[check_space(space)]
         if len(keys) != len(values):
             raise StoreArgumentError(f"put_many got {len(keys)} keys and {len(values)} values")
         if not all(type(k) is bytes for k in keys) or not all(type(v) is bytes for v in values):
             # Checked before anything is added: a refused call leaves the batch as it was.
-            keys = [_check_bytes("key", k) for k in keys]
-            values = [_check_bytes("value", v) for v in values]
+            keys = [check_bytes("key", k) for k in keys]
+            values = [check_bytes("value", v) for v in values]
         put = self._wb.put
         for k, v in zip(keys, values):
             put(k, v, handle)
@@ -187,7 +170,7 @@ class RocksDBWriteBatch:
     def delete(self, space: StateSpace, key: bytes) -> None:
         """Remove ``key`` from ``space`` when the batch is committed (absent keys are fine)."""
         handles = self._handles()
-        self._wb.delete(_check_bytes("key", key), handles[_check_space(space)])
+        self._wb.delete(check_bytes("key", key), handles[check_space(space)])
 
     def __len__(self) -> int:
         return self._wb.len()
@@ -413,9 +396,9 @@ class RocksDBStore:
         if cfs is None:
             raise StoreClosedError(f"the RocksDBStore at {self.path} is closed")
         if type(space) is not StateSpace:
-            space = _check_space(space)
+            space = check_space(space)
         if type(key) is not bytes:
-            key = _check_bytes("key", key)
+            key = check_bytes("key", key)
         try:
             return cfs[space].get(key)
         except rocksdict.DbClosedError:
@@ -427,8 +410,8 @@ class RocksDBStore:
         """The committed values of ``keys`` (None where absent), read in one consistent RocksDB
         multi-get."""
         cfs = self._families()
-        space = _check_space(space)
-        keys = [k if type(k) is bytes else _check_bytes("key", k) for k in keys]
+        space = check_space(space)
+        keys = [k if type(k) is bytes else check_bytes("key", k) for k in keys]
         if not keys:
             return []
         try:
@@ -441,8 +424,8 @@ class RocksDBStore:
     def prefix_iter(self, space: StateSpace, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Every committed ``(key, value)`` of ``space`` whose key starts with ``prefix``, in
         ascending byte order, as of the call (a RocksDB iterator: later commits do not show)."""
-        cf = self._families()[_check_space(space)]
-        prefix = _check_bytes("prefix", prefix)
+        cf = self._families()[check_space(space)]
+        prefix = check_bytes("prefix", prefix)
         upper = _successor(prefix)
         read_opts = rocksdict.ReadOptions()
         if upper is not None:
