@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BENCHMARKS", "Figure", "format_table", "machine_info", "main", "run_benchmarks"]
+__all__ = ["BENCHMARKS", "Figure", "format_figures", "format_table", "machine_info", "main", "run_benchmarks"]
 
 RAY_CALLS_PER_S = (2_000, 8_700)
 """Ray's published rate for 1:1 synchronous actor calls (calls/s), quoted, not measured."""
@@ -449,18 +449,13 @@ def _value_text(value: float | None, unit: str) -> str:
     return "-" if value is None else f"{_num(value)} {unit}"
 
 
-def format_table(report: dict[str, Any]) -> str:
-    """The report as a table: figure, value, baseline, target, result; then notes."""
-    m = report["machine"]
-    lines = [(f"ringcore {m['ringcore']} bench{' (quick)' if report['quick'] else ''}: Python {m['python']}, "
-              f"numpy {m['numpy']}, {m['cpus']} CPUs ({m['cpu']}), call backend {report['backend']}")]
-    if m.get("load_average"):
-        lines.append("load average at the start: " + ", ".join(str(x) for x in m["load_average"])
-                     + " (other work on the machine slows every figure, the baselines too)")
-    lines.append("")
+def format_figures(results: list[dict[str, Any]], errors: dict[str, str], seconds: float) -> list[str]:
+    """Figures (``Figure.as_dict()``) as table lines: figure, value, same-run baseline, target, result;
+    then their notes, what could not run, and how many targets were met. Shared by every bench command."""
+    lines: list[str] = []
     rows = [("figure", "value", "baseline (measured in the same run)", "target", "result")]
     notes = []
-    for r in report["results"]:
+    for r in results:
         b = r["baseline"]
         if b is None:
             base = "-"
@@ -480,12 +475,25 @@ def format_table(report: dict[str, Any]) -> str:
             lines.append("  ".join("-" * w for w in widths))
     if notes:
         lines += ["", "notes:"] + notes
-    for name, err in report["errors"].items():
+    for name, err in errors.items():
         lines.append(f"  {name}: could not run: {err}")
     lines.append("")
-    passed = sum(r["status"] == "PASS" for r in report["results"])
-    judged = sum(r["status"] != "-" for r in report["results"])
-    lines.append(f"{passed} of {judged} targets met; {report['seconds']:.1f} s")
+    passed = sum(r["status"] == "PASS" for r in results)
+    judged = sum(r["status"] != "-" for r in results)
+    lines.append(f"{passed} of {judged} targets met; {seconds:.1f} s")
+    return lines
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report as a table: figure, value, baseline, target, result; then notes."""
+    m = report["machine"]
+    lines = [(f"ringcore {m['ringcore']} bench{' (quick)' if report['quick'] else ''}: Python {m['python']}, "
+              f"numpy {m['numpy']}, {m['cpus']} CPUs ({m['cpu']}), call backend {report['backend']}")]
+    if m.get("load_average"):
+        lines.append("load average at the start: " + ", ".join(str(x) for x in m["load_average"])
+                     + " (other work on the machine slows every figure, the baselines too)")
+    lines.append("")
+    lines += format_figures(report["results"], report.get("errors", {}), report["seconds"])
     return "\n".join(lines)
 
 

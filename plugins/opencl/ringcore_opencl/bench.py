@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ringcore.bench import Figure
+from ringcore.bench import Figure, format_figures
 
 __all__ = ["bench_opencl", "print_figures", "BATCH"]
 
@@ -107,8 +107,6 @@ def bench_opencl(quick: bool = False, device_index: int | None = None, **_: Any)
     ]
 
 
-def print_figures(figures: list[Figure]) -> None:
-    for f in figures:
-        base = f"{f.baseline:,.1f} {f.unit} ({f.baseline_name})" if f.baseline is not None else "no baseline"
-        print(f"{f.status:4}  {f.name}\n      {f.value:,.1f} {f.unit}  target {f.target_text}  baseline {base}"
-              f"\n      {f.note}")
+def print_figures(figures: list[Figure], seconds: float) -> None:
+    """Print the figures as ``ringcore bench`` does (the core's table)."""
+    print("\n".join(format_figures([f.as_dict() for f in figures], {}, seconds)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from typing import Any
 
 __all__ = ["add_commands"]
@@ -39,11 +40,12 @@ def _devices(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from .bench import bench_opencl, print_figures
 
+    t0 = time.perf_counter()
     figures = bench_opencl(quick=args.quick, device_index=args.device_index)
     if args.json:
         print(json.dumps([f.as_dict() for f in figures], indent=2))
     else:
-        print_figures(figures)
+        print_figures(figures, time.perf_counter() - t0)
     return 0  # as `ringcore bench`: figures depend on the machine; gate on the `status` fields of --json
 
 

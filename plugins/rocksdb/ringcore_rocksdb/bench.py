@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ringcore.bench import Figure
+from ringcore.bench import Figure, format_figures
 from ringcore.execution.manager import RuntimeManager
 from ringcore.execution.state import (
     META_LAST_COMMITTED,
@@ -302,10 +302,6 @@ def run_store_benchmarks(*, quick: bool = False, only: Iterable[str] | None = No
             "seconds": time.perf_counter() - t0, "results": [f.as_dict() for f in figures]}
 
 
-def _num(v: float) -> str:
-    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}"
-
-
 def format_report(report: dict[str, Any]) -> str:
     """The report as a table: figure, value, MemoryStore baseline, target, result; then notes."""
     m = report["machine"]
@@ -314,24 +310,5 @@ def format_report(report: dict[str, Any]) -> str:
     if m.get("load_average"):
         lines.append("load average at the start: " + ", ".join(str(x) for x in m["load_average"]))
     lines.append("")
-    rows = [("figure", "value", "baseline (measured in the same run)", "target", "result")]
-    notes = []
-    for r in report["results"]:
-        b = r["baseline"]
-        base = "-" if b is None else f"{_num(b['value'])} {r['unit']} ({b['name']})"
-        t = r["target"]
-        target = "-" if t is None else f"{t['op']} {_num(t['value'])} {r['unit']}"
-        rows.append((r["name"], f"{_num(r['value'])} {r['unit']}", base, target, r["status"]))
-        if r["note"]:
-            notes.append(f"  {r['name']}: {r['note']}")
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    for i, row in enumerate(rows):
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    if notes:
-        lines += ["", "notes:", *notes]
-    passed = sum(r["status"] == "PASS" for r in report["results"])
-    judged = sum(r["status"] != "-" for r in report["results"])
-    lines += ["", f"{passed} of {judged} targets met; {report['seconds']:.1f} s"]
+    lines += format_figures(report["results"], {}, report["seconds"])
     return "\n".join(lines)

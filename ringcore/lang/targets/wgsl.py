@@ -1956,6 +1956,11 @@ class _Emitter:
         r = self.tmp("send")
         self.line(f"let {r} = {fn}({tgt}, {name1}u, {spec.type_id & 0xFFFFFFFF}u, rc_lane, rc_hops, rc_nsend);")
         self.line("rc_nsend = rc_nsend + 1u;")
+        return self._outbox_payload(r, spec, values)
+
+    def _outbox_payload(self, r: str, spec: MessageSpec, values: dict) -> str:
+        """Write a send's or publish's payload into the outbox record ``r`` claimed (``r.y``, when one was);
+        the expression of its result (``r.x``)."""
         if spec.dtype.itemsize:
             self.line(f"if ({r}.y != {NO_KERNEL}u) {{")
             self.ind += 1
@@ -2041,15 +2046,7 @@ class _Emitter:
         topic = self.abi.topics.index(e.topic)
         self.line(f"let {r} = {fn}({topic}u, {spec.type_id & 0xFFFFFFFF}u, rc_lane, rc_npub);")
         self.line("rc_npub = rc_npub + 1u;")
-        if spec.dtype.itemsize:
-            self.line(f"if ({r}.y != {NO_KERNEL}u) {{")
-            self.ind += 1
-            pb = self.tmp("pay")
-            self.line(f"let {pb} = {r}.y + {RECORD_HEADER_WORDS}u;")
-            self.write_msg(spec, values, "ob", "rc_outbox.words", pb)
-            self.ind -= 1
-            self.line("}")
-        return f"{r}.x"
+        return self._outbox_payload(r, spec, values)
 
     def _publish_src(self) -> str:
         rw = self.abi.record_words
