@@ -1958,7 +1958,7 @@ class _Emitter:
         self.line("rc_nsend = rc_nsend + 1u;")
         return self._outbox_payload(r, spec, values)
 
-    def _outbox_payload(self, r: str, spec: MessageSpec, values: dict) -> str:
+    def _outbox_payload(self, r: str, spec: MessageSpec, values: list[tuple[str, object]]) -> str:
         """Write a send's or publish's payload into the outbox record ``r`` claimed (``r.y``, when one was);
         the expression of its result (``r.x``)."""
         if spec.dtype.itemsize:
