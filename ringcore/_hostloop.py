@@ -65,7 +65,9 @@ class BatchExecutor(Protocol):
     """Runs a kernel's handler over a batch of input slots; supplied by a backend.
 
     An executor that keeps no reference to a batch's memory after ``run`` returns may set
-    ``keeps_no_batch_data = True``: the loop then reuses one buffer for large batches.
+    ``keeps_no_batch_data = True``: the loop then reuses one buffer for large batches. Such an
+    executor may also define ``batch_buffer(n)``, returning room for ``n`` input slots where its
+    device reads them (shared memory): large batches are then popped straight into it.
 
     An executor may also define ``run_one(header, payload)``, returning
     ``(reply, forwarded, error)`` for a single message: the reply as a tuple of
@@ -303,6 +305,7 @@ class HostLoop:
         self._max_batch = handle.options.max_batch
         # An executor that copies what it needs out of a batch lets the loop reuse batch buffers.
         self._reuse_batches = bool(getattr(executor, "keeps_no_batch_data", False))
+        self._batch_buffer = getattr(executor, "batch_buffer", None) if self._reuse_batches else None
 
     def start(self) -> None:
         self.thread.start()
@@ -390,7 +393,10 @@ class HostLoop:
         more than the copy) when the executor keeps nothing of a batch after ``run``."""
         depth = len(inq)
         if depth >= _SCRATCH_BATCH and self._reuse_batches:
-            return inq.pop_many(max_batch, out=self.handle._scratch("batch", inq.dtype, min(depth, max_batch)))
+            n = min(depth, max_batch) if max_batch else depth
+            out = self._batch_buffer(n) if self._batch_buffer is not None else \
+                self.handle._scratch("batch", inq.dtype, n)
+            return inq.pop_many(max_batch, out=out)
         return inq.pop_many(max_batch)
 
     def _crash(self, exc: BaseException) -> None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -59,8 +60,16 @@ log = logging.getLogger("ringcore")
 OUTBOX_PER_LANE = 4
 #: The most outbox memory one batch may use (the overflow strategy's limit; see the module docstring).
 MAX_OUTBOX_BYTES = 256 << 20
+#: How long ``run_one`` polls a one-message dispatch's status word in shared memory before it waits on
+#: the launch's completion event instead.
+SPIN_SECONDS = 0.002
 _MIN_OUTBOX = 64
+# Batches up to this size wait by polling their status words (see OpenclExecutor._await).
+_SPIN_BATCH = 64
+# A status word no lane ever writes (bit 31 clear, neither 0 nor 1): "not yet done".
+_PENDING = 0x7FFFFFFF
 _MF = cl.mem_flags
+_SVM_FLAGS = cl.svm_mem_flags.READ_WRITE | cl.svm_mem_flags.SVM_FINE_GRAIN_BUFFER
 
 
 def _pow2(n: int) -> int:
@@ -73,6 +82,10 @@ class OpenclExecutor:
     The kernel is compiled (and the program built, or taken from the device's cache) at launch, so a
     kernel outside the language, or one the device's compiler refuses, fails ``launch`` with a
     KernelCompileError naming the Python line.
+
+    Per-batch memory (input slots, replies, status words, environment, outbox) is shared virtual memory
+    when the runtime uses SVM (``OpenclRuntime.svm``): the host writes and reads it in place and a
+    dispatch is one command. Otherwise each has a device buffer and a host copy moved by transfers.
     """
 
     #: Inputs are copied to the device before ``run`` returns; nothing of a batch is kept.
@@ -87,6 +100,7 @@ class OpenclExecutor:
         dc = runtime.device_context
         program = dc.program_for(kir)
         self.ctx = dc.context
+        self.svm = runtime.svm
         self.queue = cl.CommandQueue(self.ctx, dc.device)
         self.entry = cl.Kernel(program, sym.entry)
         self.serial = bool(kir.serial)
@@ -97,19 +111,20 @@ class OpenclExecutor:
         self.host_runs = 0  # batches that a failed K2K delivery sent to the host (see _run_on_host)
         self._numpy: Any = None
         self.out_dtype = kernel.output_spec.dtype if kernel.output_spec is not None else None
+        self.slot_dtype = kernel.input_spec.slot_dtype
         self.lock = threading.Lock()  # the queue and buffers: the loop's thread vs read_state callers
         self.max_alloc = int(dc.device.max_mem_alloc_size)
-        self.env = np.zeros(1, c.ENV_DTYPE)
-        # What the device last saw of the environment: a kernel that neither sends nor reads the
-        # clock never changes it, so it is uploaded (and read back) only when needed.
+        self._host: dict[str, np.ndarray] = {}  # role -> host-visible bytes (SVM when self.svm)
+        self._dev: dict[str, Any] = {}  # role -> device buffer (without SVM)
+        self._generation = 0  # bumped when a region is reallocated: the kernel's arguments are set again
+        self._args: tuple[int, int] | None = None  # (n, generation) the kernel's arguments were set for
+        self._one: tuple[int, np.ndarray, np.ndarray, np.ndarray | None] | None = None  # run_one's views
+        self.env = self._region("env", c.ENV_DTYPE.itemsize)[:c.ENV_DTYPE.itemsize].view(c.ENV_DTYPE)
+        # What the device last saw of the environment (without SVM): a kernel that neither sends nor reads
+        # the clock never changes it, so it is uploaded (and read back) only when needed.
         self._env_sent: bytes | None = None
         self._env_live = bool(self.sends or kir.uses_now)
         self.env["kernel_number"] = handle.number
-        self._one = np.zeros(1, kernel.input_spec.slot_dtype)
-        self._bufs: dict[str, Any] = {}
-        self._sizes: dict[str, int] = {}
-        self._status = np.zeros(64, np.uint32)
-        self._outbox_host = np.zeros(0, np.uint8)
         # The state, on the device for the kernel's life.
         st = handle.state_array
         self.state_nbytes = sym.state_size if st is not None else 0
@@ -118,7 +133,6 @@ class OpenclExecutor:
             cl.enqueue_copy(self.queue, self.state_buf, np.ascontiguousarray(st).view(np.uint8))
         self.snapshot_buf = self._new_buffer(max(8, self.state_nbytes), "state snapshot") \
             if self.sends and st is not None else None
-        self.env_buf = self._new_buffer(c.ENV_DTYPE.itemsize, "environment")
         self._ensure(handle.options.max_batch if handle.options.max_batch else 1)
         # Work-group size: the launch's block_size, within what the device allows for this kernel.
         wg = int(self.entry.get_work_group_info(cl.kernel_work_group_info.WORK_GROUP_SIZE, dc.device))
@@ -126,21 +140,24 @@ class OpenclExecutor:
         self.closed = False
         # An empty batch at launch: the driver finishes compiling the entry point for its work-group
         # size now (PoCL does it at the first enqueue), not on the kernel's first message.
-        self._buffer("input", sym.slot_size)
-        self._dispatch(0, 0)
+        self._region("input", sym.slot_size)
+        self._launch(0, 0)
         self.queue.finish()
 
-    # -- buffers -----------------------------------------------------------------
+    # -- memory ----------------------------------------------------------------------
 
-    def _new_buffer(self, nbytes: int, what: str) -> Any:
+    def _fits(self, nbytes: int, what: str) -> None:
         if nbytes > self.max_alloc:
             raise BackendError(
                 f"kernel {self.handle.name!r} needs a {what} buffer of {nbytes:,} bytes, more than the "
                 f"{self.max_alloc:,} bytes one allocation may take on {self.runtime.cl_device.name.strip()}; "
                 "lower max_batch (messages per dispatch) or use a device with more memory")
+
+    def _new_buffer(self, nbytes: int, what: str) -> Any:
+        """A zeroed device buffer (the kernel writes reply fields, never their padding: no old memory leaks)."""
+        self._fits(nbytes, what)
         try:
             buf = cl.Buffer(self.ctx, _MF.READ_WRITE, nbytes)
-            # Zeroed once: the kernel writes reply fields, never their padding, which must not leak old memory.
             cl.enqueue_fill_buffer(self.queue, buf, np.uint8(0), 0, nbytes)
             return buf
         except cl.Error as exc:
@@ -149,17 +166,41 @@ class OpenclExecutor:
                 f"{nbytes:,} bytes for kernel {self.handle.name!r} ({exc}); lower max_batch or free device "
                 "memory") from None
 
-    def _buffer(self, name: str, nbytes: int) -> Any:
-        """A device buffer of at least ``nbytes`` (grown to a power of two, reused across batches)."""
-        nbytes = max(8, nbytes)
-        if self._sizes.get(name, 0) < nbytes:
-            size = min(_pow2(nbytes), max(nbytes, self.max_alloc))
-            old = self._bufs.pop(name, None)
+    def _region(self, role: str, nbytes: int) -> np.ndarray:
+        """The host-visible bytes of ``role``, at least ``nbytes`` (grown to a power of two, reused)."""
+        nbytes = max(64, nbytes)
+        cur = self._host.get(role)
+        if cur is not None and cur.nbytes >= nbytes:
+            return cur
+        size = min(_pow2(nbytes), max(nbytes, self.max_alloc))
+        self._fits(size, role)
+        if self.svm:
+            arr = self.runtime.shared_zeros(size, f"the {role} buffer of kernel {self.handle.name!r}")
+        else:
+            arr = aligned_zeros(size)
+            old = self._dev.pop(role, None)
             if old is not None:
                 old.release()
-            self._bufs[name] = self._new_buffer(size, name)
-            self._sizes[name] = size
-        return self._bufs[name]
+            self._dev[role] = self._new_buffer(size, role)
+        self._host[role] = arr
+        self._generation += 1
+        return arr
+
+    def _arg(self, role: str) -> Any:
+        return cl.SVM(self._host[role]) if self.svm else self._dev[role]
+
+    def _upload(self, role: str, nbytes: int) -> None:
+        if not self.svm and nbytes:
+            cl.enqueue_copy(self.queue, self._dev[role], self._host[role][:nbytes], is_blocking=False)
+
+    def _download(self, role: str, nbytes: int, blocking: bool) -> None:
+        if not self.svm and nbytes:
+            cl.enqueue_copy(self.queue, self._host[role][:nbytes], self._dev[role], is_blocking=blocking)
+
+    def batch_buffer(self, n: int) -> np.ndarray:
+        """Room for a batch of ``n`` input slots where the device reads them (the host loop pops into it)."""
+        nbytes = n * self.sym.slot_size
+        return self._region("input", nbytes)[:nbytes].view(self.slot_dtype)
 
     def _ensure(self, n: int) -> None:
         """Check (at launch) that a full batch of ``n`` messages fits the device's allocation limit."""
@@ -173,27 +214,53 @@ class OpenclExecutor:
 
     # -- running a batch -------------------------------------------------------------
 
-    def _dispatch(self, n: int, capacity: int) -> Any:
-        """Write the environment and launch (queued, no wait); returns the outbox buffer."""
+    def _size_for(self, n: int, capacity: int) -> None:
+        """Grow the per-batch regions for ``n`` messages and ``capacity`` outbox records."""
         sym = self.sym
-        q = self.queue
+        self._region("input", n * sym.slot_size)
+        self._region("outbox", capacity * sym.outbox_stride)
+        self._region("replies", n * sym.out_size)
+        self._region("status", 4 * n)
+
+    def _launch(self, n: int, capacity: int) -> Any:
+        """Write the environment and launch (queued, no wait); returns the launch's event."""
+        sym = self.sym
         env = self.env
         env["tick_count"] = 0
         env["outbox_count"] = 0
         env["outbox_capacity"] = capacity
-        raw = env.tobytes()
-        if self._env_live or raw != self._env_sent:
-            cl.enqueue_copy(q, self.env_buf, env, is_blocking=False)
-            self._env_sent = raw
-        outbox = self._buffer("outbox", capacity * sym.outbox_stride)
+        if not self.svm:
+            raw = env.tobytes()
+            if self._env_live or raw != self._env_sent:
+                self._upload("env", c.ENV_DTYPE.itemsize)
+                self._env_sent = raw
+        self._size_for(n, capacity)
         if self.serial:
             g, local = 1, 1
         else:  # one work-item per message, in work-groups of a fixed size (PoCL compiles per size)
             local = self.local_size
             g = max(1, -(-n // local)) * local
-        self.entry(q, (g,), (local,), np.uint32(n), self._bufs["input"], self._buffer("replies", n * sym.out_size),
-                   self._buffer("status", 4 * n), self.state_buf, self.env_buf, outbox)
-        return outbox
+        k = self.entry
+        if self._args is None or self._args[1] != self._generation:
+            k.set_args(np.uint32(n), self._arg("input"), self._arg("replies"), self._arg("status"),
+                       self.state_buf, self._arg("env"), self._arg("outbox"))
+        elif self._args[0] != n:
+            k.set_arg(0, np.uint32(n))
+        self._args = (n, self._generation)
+        return cl.enqueue_nd_range_kernel(self.queue, k, (g,), (local,))
+
+    def _await(self, done: Any, status: np.ndarray, n: int) -> None:
+        """Wait for a small SVM dispatch whose ``n`` status words were set to _PENDING before the launch.
+
+        The device stores each status word last, behind a fence: polling them for a moment answers sooner
+        than the launch's completion event, which wakes this thread through the driver's futex."""
+        self.queue.flush()
+        until = time.perf_counter() + SPIN_SECONDS
+        last = n - 1
+        while status[last] == _PENDING or (n > 1 and (status == _PENDING).any()):
+            if time.perf_counter() > until:
+                done.wait()
+                return
 
     def run(self, batch: np.ndarray) -> BatchResult:
         with self.lock:
@@ -205,30 +272,32 @@ class OpenclExecutor:
         sym = self.sym
         q = self.queue
         kir = self.kir
-        slots = np.ascontiguousarray(batch)
-        cl.enqueue_copy(q, self._buffer("input", n * sym.slot_size), slots, is_blocking=False)
-        if self.kir.uses_now:
+        nbytes = n * sym.slot_size
+        into = self._region("input", nbytes)
+        if batch.ctypes.data != into.ctypes.data:  # not popped straight into the device's buffer
+            into[:nbytes] = np.ascontiguousarray(batch).view(np.uint8).reshape(-1)
+        self._upload("input", nbytes)
+        if kir.uses_now:
             base = h.clock.tick()  # the batch's ticks are (physical, logical + k), k = 0, 1, ...
             self.env["hlc_physical"] = base.physical
             self.env["hlc_logical"] = base.logical
         capacity = max(_MIN_OUTBOX, n * self.per_lane) if self.sends else 0
         if self.snapshot_buf is not None:
             cl.enqueue_copy(q, self.snapshot_buf, self.state_buf, byte_count=self.state_nbytes)
+        read_replies = self.out_dtype is not None and sym.out_size > 0
         while True:
-            outbox = self._dispatch(n, capacity)
-            status = self._status if len(self._status) >= n else np.zeros(_pow2(n), np.uint32)
-            self._status = status
-            status = status[:n]
-            replies = None
-            read_replies = self.out_dtype is not None and sym.out_size
-            # The last read waits for the whole batch (an in-order queue); fewer commands, less PoCL overhead.
-            cl.enqueue_copy(q, status, self._bufs["status"], is_blocking=not (read_replies or self._env_live))
-            if self.out_dtype is not None:
-                replies = h._scratch("replies", self.out_dtype, n)
+            if self.svm and n <= _SPIN_BATCH:
+                status = self._region("status", 4 * n)[:4 * n].view(np.uint32)
+                status[:] = _PENDING
+                self._await(self._launch(n, capacity), status, n)
+            elif self.svm:
+                self._launch(n, capacity).wait()
+            else:  # the last read waits for the whole batch (an in-order queue)
+                self._download("status", 4 * n, blocking=not (read_replies or self._env_live))
                 if read_replies:
-                    cl.enqueue_copy(q, replies.view(np.uint8), self._bufs["replies"], is_blocking=not self._env_live)
-            if self._env_live:
-                cl.enqueue_copy(q, self.env, self.env_buf, is_blocking=True)
+                    self._download("replies", n * sym.out_size, blocking=not self._env_live)
+                if self._env_live:
+                    self._download("env", c.ENV_DTYPE.itemsize, blocking=True)
             count = int(self.env["outbox_count"][0]) if self.sends else 0
             if count <= capacity:
                 break
@@ -241,13 +310,17 @@ class OpenclExecutor:
             self.reruns += 1
             if self.snapshot_buf is not None:
                 cl.enqueue_copy(q, self.state_buf, self.snapshot_buf, byte_count=self.state_nbytes)
+        status = self._host["status"][:4 * n].view(np.uint32)
+        replies = None
+        if self.out_dtype is not None:
+            replies = (self._host["replies"][:n * sym.out_size].view(self.out_dtype) if read_replies
+                       else h._scratch("replies", self.out_dtype, n))
         env = KernelEnv(h, batch["header"], self.specs)
         if count:
             self.per_lane = max(self.per_lane, -(-count // n))
             kept = min(count, capacity)
-            raw = self._outbox_bytes(kept * sym.outbox_stride)
-            cl.enqueue_copy(q, raw, outbox, is_blocking=True)
-            records = c.read_outbox(kir, raw, kept)
+            self._download("outbox", kept * sym.outbox_stride, blocking=True)
+            records = c.read_outbox(kir, self._host["outbox"][:kept * sym.outbox_stride], kept)
             if count > capacity or not env.deliverable(records):
                 # The device assumed every recorded send DELIVERED (a publish: one subscriber); the runtime
                 # would answer otherwise, so the kernel's code took the wrong branch. Run the batch again
@@ -277,14 +350,36 @@ class OpenclExecutor:
             cl.enqueue_copy(q, self.state_buf, state.view(np.uint8), is_blocking=True)
         return result
 
-    def _outbox_bytes(self, nbytes: int) -> np.ndarray:
-        if self._outbox_host.size < nbytes:
-            self._outbox_host = np.zeros(_pow2(nbytes), np.uint8)
-        return self._outbox_host[:nbytes]
-
     def run_one(self, header: Any, payload: np.void) -> tuple[Any, bool, tuple[int, str] | None]:
-        """One message (the latency path of ``call``): a batch of one through the same dispatch."""
-        return run_as_batch_of_one(self, self._one, header, payload)
+        """One message (the latency path of ``call``): a batch of one through the same dispatch.
+
+        With SVM and a kernel that neither sends nor reads the clock, the message is written where the
+        device reads it and the result read where it wrote it: one command, no batch arrays."""
+        if self._env_live or not self.svm:
+            return run_as_batch_of_one(self, self.batch_buffer(1), header, payload)
+        with self.lock:
+            one = self._one
+            if one is None or one[0] != self._generation:
+                self._size_for(1, 0)
+                sym = self.sym
+                replies = (self._host["replies"][:sym.out_size].view(self.out_dtype)
+                           if self.out_dtype is not None and sym.out_size else None)
+                one = self._one = (self._generation, self.batch_buffer(1), self._host["status"][:4].view(np.uint32),
+                                   replies)
+            _, slot, status, replies = one
+            slot["header"][0] = header
+            slot["payload"][0] = payload
+            status[0] = _PENDING
+            self._await(self._launch(1, 0), status, 1)
+            word = int(status[0])
+            if word & c.STATUS_FAILED:
+                _, code, detail = lane_errors(self.kir, np.array([word & ~c.STATUS_FAILED], np.uint32))[0]
+                return None, False, (code, detail)
+            if word == c.STATUS_REPLY:
+                if replies is None:  # a reply type with no fields
+                    return tuple(np.zeros(1, self.out_dtype)[0].item()), False, None
+                return replies.copy()[0].item(), False, None  # a copy: array fields would be views
+            return None, False, None
 
     def read_state(self) -> np.ndarray | None:
         """A copy of the kernel's state record, read from the device."""
@@ -309,10 +404,11 @@ class OpenclExecutor:
                 self.queue.finish()
             finally:
                 self.closed = True
-                for b in [*self._bufs.values(), self.state_buf, self.env_buf, self.snapshot_buf]:
+                for b in [*self._dev.values(), self.state_buf, self.snapshot_buf]:
                     if b is not None:
                         b.release()
-                self._bufs.clear()
+                self._dev.clear()
+                self._host.clear()  # SVM regions are freed with their last view
 
 
 class OpenclRuntime(RingKernelRuntime):
@@ -320,30 +416,56 @@ class OpenclRuntime(RingKernelRuntime):
 
     :param device_index: which OpenCL device (an index into the probe's device list, as ``ringcore info``
         shows it); default: the first GPU, else the first device.
+    :param svm: put queues, control blocks and per-batch buffers in fine-grain shared virtual memory,
+        which host and device both read and write in place (a dispatch is then one command). Default:
+        when the device offers fine-grain SVM buffers. ``False`` uses device buffers and transfers.
     """
 
     backend_name = "opencl"
     #: Kernels launched persistent run event-driven (logged by the runtime); see docs/opencl.md.
     supports_persistent = False
 
-    def __init__(self, *, device_index: int | None = None, **options: Any) -> None:
+    def __init__(self, *, device_index: int | None = None, svm: bool | None = None, **options: Any) -> None:
         dev, info = _device.pick_device(device_index)
         options.setdefault("device", info)
+        offered = _device.svm_capabilities(dev)["fine_grain_buffer"]
+        if svm is None:
+            svm = offered
+        elif not isinstance(svm, bool):
+            raise ValueError(f"svm={svm!r} must be True, False or None (None: use SVM where the device offers it)")
+        elif svm and not offered:
+            raise BackendError(f"svm=True, but the OpenCL device {dev.name.strip()} offers no fine-grain SVM "
+                               "buffers; leave svm unset (device buffers are used then)")
         super().__init__(**options)
         self.cl_device = dev
         self.device_context = _device.context_for(dev)
+        #: Whether host-visible memory (queues, control blocks, per-batch buffers) is fine-grain SVM.
+        self.svm = svm
+
+    def shared_zeros(self, nbytes: int, what: str) -> np.ndarray:
+        """``nbytes`` zeroed bytes of fine-grain SVM (128-byte aligned), which host and device share in place.
+
+        :raises BackendError: the device could not allocate them (naming ``what`` and the size).
+        """
+        try:
+            arr = cl.svm_empty(self.device_context.context, _SVM_FLAGS, nbytes, np.uint8, alignment=128)
+        except (cl.Error, MemoryError) as exc:
+            raise BackendError(f"the OpenCL device {self.cl_device.name.strip()} could not allocate {what}: "
+                               f"{nbytes:,} bytes of shared virtual memory ({exc}); lower the queue capacities "
+                               "or max_batch, or pass svm=False") from None
+        arr[:] = 0
+        return arr
 
     def allocate(self, nbytes: int) -> np.ndarray:
-        """Host memory for queues and control blocks; refused, naming the size, beyond the device's limit.
-
-        The queues stay in host memory in event-driven mode, but a batch of them is copied into one device
-        allocation, so a queue larger than the device can allocate at once is refused at launch.
-        """
+        """Memory for queues and control blocks (fine-grain SVM when :attr:`svm`, which a persistent kernel
+        polls); refused, naming the size, beyond the device's limit for one allocation."""
         limit = int(self.cl_device.max_mem_alloc_size)
         if nbytes > limit:
             raise BackendError(
                 f"a queue of {nbytes:,} bytes exceeds the {limit:,} bytes one allocation may take on the OpenCL "
                 f"device {self.cl_device.name.strip()}; lower input_capacity/output_capacity")
+        if self.svm:
+            return self.shared_zeros(nbytes, "a queue")
         try:
             return aligned_zeros(nbytes)
         except MemoryError:

@@ -207,6 +207,7 @@ def test_a_batch_larger_than_the_device_can_hold_is_refused(monkeypatch):
 
 class SpinState:
     done: u32 = 0
+    acc: u32 = 0
 
 
 @ringcore.kernel(id="ocl_spin", state=SpinState)
@@ -215,14 +216,15 @@ def spin(ctx, msg: K.Num) -> None:
     acc = u32(0)
     for i in range(u32(msg.tag)):
         acc = acc * u32(1664525) + u32(i)
-    ctx.state.done += 1 + acc * u32(0)
+    ctx.state.acc = acc  # kept: a compiler may not drop the loop
+    ctx.state.done += 1
 
 
 def test_termination_while_a_batch_is_running():
     rt = OpenclRuntime()
     h = rt.launch(spin, max_batch=64)
     msgs = K.Num.array(640)
-    msgs["tag"] = 200_000
+    msgs["tag"] = 1_000_000
     h.send_many(msgs)
     wait_until(lambda: h.control.messages_in_flight > 0, "a batch on the device")
     try:

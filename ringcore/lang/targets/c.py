@@ -74,8 +74,10 @@ The batch entry point (one launch per batch)::
     ``in_slots``: ``n`` input slots (``kir.input.slot_dtype``: header then payload),
     stride ``RC_SLOT_SIZE_<ident>``; ``replies``: ``n`` reply payloads, stride
     ``RC_OUT_SIZE_<ident>`` (any non-null buffer when that is 0); ``status``: ``n``
-    u32 words as above; ``state``: the state record (a dummy buffer when there
-    is none); ``env``: the rc_env above; ``outbox``: ``outbox_capacity`` records
+    u32 words as above, each stored after its lane's other writes (in OpenCL behind a
+    ``write_mem_fence``, so a host polling SVM may take a status as the lane's
+    completion); ``state``: the state record (a dummy buffer when there is none);
+    ``env``: the rc_env above; ``outbox``: ``outbox_capacity`` records
     (a dummy buffer when the capacity is 0). ``ctx.thread_id`` is the message's
     index in the batch. A non-serial kernel runs one work-item (thread) per
     message: launch at least ``n`` (extra ones return at once). A serial kernel
@@ -1468,17 +1470,22 @@ class _KernelEmitter:
         call = (f"{sym.handler}(({G}const rc_header *)slot, ({G}const {sym.in_struct} *)(slot + RC_HEADER_SIZE), "
                 f"({G}{sym.out_struct} *)(replies + (rc_u64)i * RC_OUT_SIZE_{i}), ({G}{sym.state_struct} *)state, "
                 f"env, outbox, i)")
+        # The status word is stored last, after a release fence: a host polling it in shared memory
+        # (OpenCL SVM) sees the lane's reply and outbox records once it sees the status.
+        fence = "write_mem_fence(CLK_GLOBAL_MEM_FENCE); " if not d.is_cuda else ""
         if kir.serial:
             L.append(f"    if ({gid} != 0u) return;")
             L.append("    for (rc_u32 i = 0; i < n; i++) {")
             L.append(f"        {G}const rc_u8 *slot = in_slots + (rc_u64)i * RC_SLOT_SIZE_{i};")
-            L.append(f"        status[i] = {call};")
+            L.append(f"        rc_u32 st = {call};")
+            L.append(f"        {fence}status[i] = st;")
             L.append("    }")
         else:
             L.append(f"    rc_u32 i = {gid};")
             L.append("    if (i >= n) return;")
             L.append(f"    {G}const rc_u8 *slot = in_slots + (rc_u64)i * RC_SLOT_SIZE_{i};")
-            L.append(f"    status[i] = {call};")
+            L.append(f"    rc_u32 st = {call};")
+            L.append(f"    {fence}status[i] = st;")
         L.append("}")
 
 
