@@ -293,6 +293,7 @@ class OpenclExecutor:
             elif self.svm:
                 self._launch(n, capacity).wait()
             else:  # the last read waits for the whole batch (an in-order queue)
+                self._launch(n, capacity)
                 self._download("status", 4 * n, blocking=not (read_replies or self._env_live))
                 if read_replies:
                     self._download("replies", n * sym.out_size, blocking=not self._env_live)

@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
+import ringcore
 from ringcore.testing import AbstractBackendTests
+from ringcore_opencl.backend import OpenclRuntime
 
 
 class TestOpenclBackend(AbstractBackendTests):
-    """Every kernel event-driven: one NDRange per batch (persistent launches fall back, logged)."""
+    """The default runtime: shared virtual memory where the device offers fine-grain SVM buffers."""
 
     backend = "opencl"
+
+
+class TestOpenclBackendDeviceBuffers(AbstractBackendTests):
+    """Device buffers and transfers (``svm=False``): the path of devices without fine-grain SVM."""
+
+    def make_runtime(self, **options: Any) -> ringcore.RingKernelRuntime:
+        return OpenclRuntime(svm=False, **options)
+
+
+def test_svm_must_be_a_bool_and_offered():
+    with pytest.raises(ValueError, match="svm='yes'"):
+        OpenclRuntime(svm="yes")
+    with OpenclRuntime(svm=False) as rt:
+        assert rt.svm is False

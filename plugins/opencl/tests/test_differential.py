@@ -39,16 +39,18 @@ def _demo_entries() -> list[C.CorpusEntry]:
 ENTRIES = [*C.CORPUS, *_demo_entries()]
 
 
-@pytest.fixture(scope="module")
-def ocl() -> Any:
-    rt = OpenclRuntime()
+@pytest.fixture(scope="module", params=[None, False], ids=["svm", "device-buffers"])
+def ocl(request: pytest.FixtureRequest) -> Any:
+    """The runtime as it comes (SVM where offered), and with device buffers and transfers."""
+    rt = OpenclRuntime(svm=request.param)
     rt.prebuild([e.kernel for e in ENTRIES])  # one PoCL build for every kernel
     yield rt
     rt.shutdown()
 
 
 @pytest.fixture(scope="module")
-def ref() -> Any:
+def ref(ocl: OpenclRuntime) -> Any:
+    """A reference runtime per OpenCL runtime: both number their kernels in step (``ctx.kernel_number``)."""
     rt = ReferenceRuntime()
     yield rt
     rt.shutdown()
