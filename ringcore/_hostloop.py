@@ -361,23 +361,8 @@ class HostLoop:
     def _main(self) -> None:
         h = self.handle
         cb = h.control
-        inq = h.input_queue
-        bell = inq.not_empty
-        max_batch = self._max_batch
         try:
-            while True:
-                if cb.should_terminate or self.crashed is not None:
-                    break
-                if not cb.is_active:
-                    bell.wait(0.1)
-                    continue
-                with inq.consumer_lock:
-                    # Checked again under the lock: deactivate() must hold what it finds queued.
-                    batch = self._pop(inq, max_batch) if self._serving() else None
-                    if batch is not None and len(batch):
-                        self.process(batch)
-                if batch is not None and len(batch) == 0:
-                    bell.wait(None)
+            self._serve()
         except BaseException as exc:  # a bug in the executor: report it, never hang callers
             self._crash(exc)
         finally:
@@ -387,6 +372,27 @@ class HostLoop:
                 cb.messages_in_flight = 0
                 cb.has_terminated = 1
                 h._on_loop_exit()
+
+    def _serve(self) -> None:
+        """Drain the input queue batch by batch until told to terminate."""
+        h = self.handle
+        cb = h.control
+        inq = h.input_queue
+        bell = inq.not_empty
+        max_batch = self._max_batch
+        while True:
+            if cb.should_terminate or self.crashed is not None:
+                break
+            if not cb.is_active:
+                bell.wait(0.1)
+                continue
+            with inq.consumer_lock:
+                # Checked again under the lock: deactivate() must hold what it finds queued.
+                batch = self._pop(inq, max_batch) if self._serving() else None
+                if batch is not None and len(batch):
+                    self.process(batch)
+            if batch is not None and len(batch) == 0:
+                bell.wait(None)
 
     def _pop(self, inq: Any, max_batch: int) -> np.ndarray:
         """The next batch. A large one goes into a buffer reused across batches (fresh pages would cost
@@ -536,14 +542,22 @@ class HostLoop:
 
     def _process_vector(self, batch: np.ndarray) -> None:
         """The batch path: every step is a numpy operation over the whole batch."""
-        h = self.handle
-        n = len(batch)
         hdr = batch["header"]
+        self._merge_batch_clock(hdr)
+        ok = hdr["type_id"] == self._in_type_id
+        self._publish_results(hdr, ok, self._run(batch, ok))
+
+    def _merge_batch_clock(self, hdr: np.ndarray) -> None:
+        """Merge the latest request timestamp of a batch with headers ``hdr`` into the kernel's clock."""
         phys = hdr["hlc_physical"]
         top = phys.max()
         self._merge_clock(int(top), int(hdr["hlc_logical"][phys == top].max()))
-        ok = hdr["type_id"] == self._in_type_id
-        result = self._run(batch, ok)
+
+    def _publish_results(self, hdr: np.ndarray, ok: np.ndarray, result: BatchResult) -> None:
+        """Everything after the handler ran over a batch with headers ``hdr`` (``ok``: of the kernel's
+        input type): error accounting, latency, replies and error reports, the ControlBlock."""
+        h = self.handle
+        n = len(hdr)
         codes = np.zeros(n, dtype=np.uint32)
         errors = {int(i): (ErrorCode.WRONG_MESSAGE_TYPE, self._wrong_type(int(hdr["type_id"][i])))
                   for i in np.flatnonzero(~ok)}

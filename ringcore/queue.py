@@ -35,10 +35,13 @@ from ._memory import aligned_zeros, byte_view
 from ._sync import Doorbell, deadline_after, poll_until, remaining
 from .errors import MessageTypeError, QueueFull
 
-__all__ = ["RingQueue", "QueueStats", "QUEUE_HEADER_SIZE", "round_capacity"]
+__all__ = ["RingQueue", "QueueStats", "QUEUE_HEADER_SIZE", "QUEUE_LAYOUT", "round_capacity"]
 
 QUEUE_HEADER_SIZE = 384
 _HEAD, _TAIL, _STATS = 0, 128, 256
+#: Byte offsets of the header's u64 words (the table above), for code generated for devices.
+QUEUE_LAYOUT = {"head": _HEAD, "tail": _TAIL, "dropped": _STATS, "max_depth": _STATS + 8,
+                "capacity": _STATS + 16, "slot_size": _STATS + 24}
 _MAX_CAPACITY = 1 << 30
 
 

@@ -724,10 +724,12 @@ class RingKernelRuntime:
         if opts.block_size is None:
             opts = opts.replace(block_size=kernel.block_size)
         mode = opts.mode or kernel.mode
-        if mode is KernelMode.PERSISTENT and not self.supports_persistent:
-            log.info("ringcore: the %s backend cannot keep kernel %r resident; running it event-driven",
-                     self.backend_name, kernel.id)
-            mode = KernelMode.EVENT_DRIVEN
+        if mode is KernelMode.PERSISTENT:
+            why = self._persistent_refusal(kernel)
+            if why is not None:
+                log.info("ringcore: kernel %r runs event-driven on the %s backend: %s", kernel.id,
+                         self.backend_name, why)
+                mode = KernelMode.EVENT_DRIVEN
         name = name or kernel.id
         with self._lock:
             if name in self._kernels:
@@ -848,6 +850,12 @@ class RingKernelRuntime:
         Device backends return memory the device can also reach (pinned, SVM, mapped).
         """
         return aligned_zeros(nbytes)
+
+    def _persistent_refusal(self, kernel: KernelDef) -> str | None:
+        """Why ``kernel``, launched persistent, must run event-driven here (logged); None: it may persist."""
+        if not self.supports_persistent:
+            return "the backend cannot keep a kernel resident"
+        return None
 
     def _create_executor(self, handle: KernelHandle) -> BatchExecutor:
         """Return the executor that runs ``handle``'s batches on this backend's device."""

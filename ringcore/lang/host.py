@@ -11,22 +11,26 @@ them, and a device backend's event-driven mode delivers its outbox through
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .._hostloop import BatchResult, run_as_batch_of_one
+from .._hostloop import _IN_FLIGHT, BatchResult, HostLoop, run_as_batch_of_one
 from ..control import ErrorCode
+from ..errors import BackendError
 from ..k2k import DeliveryResult
 from ..kernel import KernelState
 from ..message import MessageHeader, MessageSpec
 from .ir import DELIVERY_CODES, KernelIR, Publish, Send, stmt_exprs, walk_exprs, walk_stmts
 
 if TYPE_CHECKING:
+    from ..queue import RingQueue
     from ..runtime import KernelHandle
 
-__all__ = ["KernelEnv", "NumpyExecutor", "field_arrays", "state_arrays", "lane_errors", "sent_specs"]
+__all__ = ["KernelEnv", "NumpyExecutor", "PersistentDevice", "PersistentLoop", "field_arrays", "state_arrays",
+           "lane_errors", "sent_specs"]
 
 _CODE = {r: np.uint32(c) for r, c in DELIVERY_CODES.items()}
 
@@ -259,3 +263,84 @@ class NumpyExecutor:
 
     def close(self) -> None:
         pass
+
+
+class PersistentDevice(Protocol):
+    """What a device backend supplies for a kernel its device keeps resident (the C targets' persistent
+    loop, ``rc_persist_<ident>``: see ``ringcore.lang.targets.c``)."""
+
+    #: The completion queue: records of ``c.done_dtype(kir)``; the device produces, the host consumes.
+    done_queue: RingQueue
+
+    def exited(self) -> bool:
+        """Whether the device loop has returned."""
+        ...
+
+    def close(self) -> None:
+        """Called once the loop thread is done: make sure the device loop has stopped (set
+        ``should_terminate`` if it runs), copy the state into the handle, free device memory."""
+        ...
+
+
+class PersistentLoop(HostLoop):
+    """The host side of a kernel that runs resident on a device.
+
+    The device consumes the kernel's input queue itself (the host never pops it: no inline calls); this
+    thread consumes the device's completion queue and does, per batch of completions, what the host loop
+    does after a batch ran: clock merge, error accounting, replies and their routing, metrics, the
+    ControlBlock. So a persistent kernel behaves as an event-driven one, minus the launches.
+
+    Waiting: with work on the device the thread polls the completion queue (backing off from 20 µs to
+    1 ms); with none it sleeps on the input queue's doorbell, which every send rings.
+    """
+
+    def __init__(self, handle: KernelHandle, device: PersistentDevice) -> None:
+        super().__init__(handle, device)
+        from . import lower
+
+        self.device = device
+        self.kir = lower(handle.kernel)
+
+    def call_inline(self, record: np.ndarray) -> bool:
+        return False  # the device is the input queue's only consumer
+
+    def _serve(self) -> None:
+        from .targets.c import decode_status
+
+        h = self.handle
+        cb = h.control
+        inq = h.input_queue
+        dq = self.device.done_queue
+        bell = inq.not_empty
+        max_batch = self._max_batch or dq.capacity
+        has_reply_type = "reply" in (dq.dtype.names or ())
+        backoff = 0.0
+        while True:
+            recs = dq.pop_many(max_batch)
+            if len(recs):
+                inq.not_full.ring()  # the device freed their input slots before publishing these
+                hdr = recs["header"]
+                self._cb64[_IN_FLIGHT] = len(recs)
+                self._merge_batch_clock(hdr)
+                has_reply, sites = decode_status(recs["status"])
+                result = BatchResult(recs["reply"] if has_reply_type else None, has_reply,
+                                     np.zeros(len(recs), dtype=bool), lane_errors(self.kir, sites))
+                self._publish_results(hdr, hdr["type_id"] == self._in_type_id, result)
+                backoff = 0.0
+                continue
+            if self.crashed is not None:
+                return
+            if self.device.exited():
+                if cb.should_terminate:
+                    if len(dq):  # published just before it exited
+                        continue
+                    return
+                raise BackendError(f"the device loop of kernel {h.name!r} ended without being told to terminate")
+            if cb.should_terminate:  # told: the device leaves its loop at its next poll
+                time.sleep(50e-6)
+            elif cb.is_active and inq.head != dq.tail:  # messages on the device: poll its completions
+                time.sleep(backoff)
+                backoff = min(max(2 * backoff, 20e-6), 1e-3)
+            else:
+                bell.wait(0.05)
+                backoff = 0.0

@@ -18,7 +18,7 @@ from ringcore.lang.targets import c, opencl
 from ringcore.runtime import DeviceInfo
 
 __all__ = ["devices", "device_info", "svm_capabilities", "DeviceContext", "context_for", "pick_device",
-           "persistent_capable"]
+           "persistent_capable", "persistent_refusal", "default_persistent_slots"]
 
 _SVM_FLAGS = (("coarse_grain_buffer", "COARSE_GRAIN_BUFFER"), ("fine_grain_buffer", "FINE_GRAIN_BUFFER"),
               ("fine_grain_system", "FINE_GRAIN_SYSTEM"), ("atomics", "ATOMICS"))
@@ -58,12 +58,28 @@ def _is_software(dev: Any) -> bool:
     return "portable computing language" in text or "pocl" in text or "llvmpipe" in text or "swiftshader" in text
 
 
-def persistent_capable(dev: Any) -> bool:
-    """Whether ringcore would keep a kernel resident on ``dev`` (see the backend's persistent-mode notes).
+def persistent_refusal(dev: Any) -> str | None:
+    """Why ``dev`` cannot keep a kernel resident (None: it can): the loop polls its queue in fine-grain SVM
+    with atomics, which host and device update in place while it runs."""
+    svm = svm_capabilities(dev)
+    if not svm["fine_grain_buffer"]:
+        return f"the OpenCL device {dev.name.strip()} offers no fine-grain SVM buffers"
+    if not svm["atomics"]:
+        return f"the OpenCL device {dev.name.strip()} offers fine-grain SVM without atomics"
+    return None
 
-    This backend runs every kernel event-driven for now; the SVM capabilities are reported so users can
-    see what the device offers."""
-    return False
+
+def persistent_capable(dev: Any) -> bool:
+    """Whether ringcore keeps kernels launched persistent resident on ``dev``."""
+    return persistent_refusal(dev) is None
+
+
+def default_persistent_slots(dev: Any) -> int:
+    """How many kernels ``dev`` keeps resident at once by default: each loop occupies a compute unit (on a
+    CPU device, a worker thread spinning on a core), and one is left for event-driven dispatches."""
+    if not persistent_capable(dev):
+        return 0
+    return max(0, int(dev.max_compute_units) - 1)
 
 
 def device_info(dev: Any) -> DeviceInfo:
@@ -88,6 +104,7 @@ def device_info(dev: Any) -> DeviceInfo:
         "fp64": "cl_khr_fp64" in dev.extensions,
         "int64_atomics": "cl_khr_int64_base_atomics" in dev.extensions,
         "persistent": persistent_capable(dev),
+        "persistent_slots": default_persistent_slots(dev),
     }
     return DeviceInfo(name=dev.name.strip(), kind=kind, accelerator=(gpu or acc) and not software, details=details)
 
@@ -124,6 +141,19 @@ class DeviceContext:
         self._programs: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.builds = 0  # programs built (for tests: the cache's effect is observable)
+        self.resident = 0  # kernels resident on the device now, across the process's runtimes
+
+    def claim_resident(self, limit: int) -> bool:
+        """Count one more resident kernel if fewer than ``limit`` are; whether it was counted."""
+        with self._lock:
+            if self.resident >= limit:
+                return False
+            self.resident += 1
+            return True
+
+    def release_resident(self) -> None:
+        with self._lock:
+            self.resident = max(0, self.resident - 1)
 
     def program_for(self, kir: KernelIR) -> Any:
         """The built program holding ``kir``'s entry point (built now if no cached program has it).

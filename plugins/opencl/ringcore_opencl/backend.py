@@ -46,11 +46,13 @@ import pyopencl as cl
 import ringcore.lang as lang
 from ringcore._memory import aligned_zeros
 from ringcore.errors import BackendError
-from ringcore.lang.host import KernelEnv, NumpyExecutor, lane_errors, sent_specs
+from ringcore.kernel import KernelMode
+from ringcore.lang.host import KernelEnv, NumpyExecutor, PersistentLoop, lane_errors, sent_specs
 from ringcore.lang.targets import c
 from ringcore.runtime import BatchResult, KernelHandle, RingKernelRuntime, run_as_batch_of_one
 
 from . import _device
+from .persistent import OpenclPersistent
 
 __all__ = ["OpenclRuntime", "OpenclExecutor", "OUTBOX_PER_LANE", "MAX_OUTBOX_BYTES"]
 
@@ -423,10 +425,9 @@ class OpenclRuntime(RingKernelRuntime):
     """
 
     backend_name = "opencl"
-    #: Kernels launched persistent run event-driven (logged by the runtime); see docs/opencl.md.
-    supports_persistent = False
 
-    def __init__(self, *, device_index: int | None = None, svm: bool | None = None, **options: Any) -> None:
+    def __init__(self, *, device_index: int | None = None, svm: bool | None = None,
+                 persistent_slots: int | None = None, **options: Any) -> None:
         dev, info = _device.pick_device(device_index)
         options.setdefault("device", info)
         offered = _device.svm_capabilities(dev)["fine_grain_buffer"]
@@ -442,6 +443,13 @@ class OpenclRuntime(RingKernelRuntime):
         self.device_context = _device.context_for(dev)
         #: Whether host-visible memory (queues, control blocks, per-batch buffers) is fine-grain SVM.
         self.svm = svm
+        if persistent_slots is None:
+            persistent_slots = _device.default_persistent_slots(dev)
+        elif not isinstance(persistent_slots, int) or isinstance(persistent_slots, bool) or persistent_slots < 0:
+            raise ValueError(f"persistent_slots={persistent_slots!r} must be an int >= 0 (kernels the device "
+                             "keeps resident at once; 0 runs every kernel event-driven)")
+        #: How many kernels may be resident on the device at once (counted across the process's runtimes).
+        self.persistent_slots = persistent_slots
 
     def shared_zeros(self, nbytes: int, what: str) -> np.ndarray:
         """``nbytes`` zeroed bytes of fine-grain SVM (128-byte aligned), which host and device share in place.
@@ -480,12 +488,38 @@ class OpenclRuntime(RingKernelRuntime):
         """
         self.device_context.build([lang.lower(k) for k in kernels])
 
+    def _persistent_refusal(self, kernel: Any) -> str | None:
+        if not self.svm:
+            why = _device.persistent_refusal(self.cl_device)
+            return why or "the runtime was created with svm=False (the loop polls its queue in SVM)"
+        why = _device.persistent_refusal(self.cl_device)
+        if why is None and self.persistent_slots == 0:
+            why = "persistent_slots is 0"
+        return why or c.persistent_refusal(lang.lower(kernel))
+
+    def _start_kernel(self, handle: KernelHandle) -> None:
+        if handle.mode is KernelMode.PERSISTENT:
+            if self.device_context.claim_resident(self.persistent_slots):
+                try:
+                    device = OpenclPersistent(handle, self)
+                except BaseException:
+                    self.device_context.release_resident()
+                    raise
+                handle.loop = PersistentLoop(handle, device)
+                handle.loop.start()
+                return
+            log.info("ringcore: kernel %r runs event-driven on the opencl backend: the %d persistent slot(s) of "
+                     "%s are taken (persistent_slots; each resident kernel occupies a compute unit)", handle.name,
+                     self.persistent_slots, self.cl_device.name.strip())
+            handle.mode = KernelMode.EVENT_DRIVEN
+        super()._start_kernel(handle)
+
     def _create_executor(self, handle: KernelHandle) -> OpenclExecutor:
         return OpenclExecutor(handle, self)
 
     def _read_state(self, handle: KernelHandle) -> np.ndarray | None:
         ex = handle.loop.executor if handle.loop is not None else None
-        if isinstance(ex, OpenclExecutor):
+        if isinstance(ex, (OpenclExecutor, OpenclPersistent)):
             return ex.read_state()
         return super()._read_state(handle)
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from ringcore_opencl import OpenclExecutor, OpenclRuntime
+from ringcore_opencl.persistent import OpenclPersistent
 
 from ringcore import KernelError
 from ringcore.demo import hello_kernel, ping_pong, vector_add
@@ -105,6 +106,12 @@ def test_opencl_backend_matches_the_reference(ocl: OpenclRuntime, ref: Reference
         # Timestamps come from each runtime's own clock: compared for order below, not for equality.
         check = C.CorpusEntry(**{**entry.__dict__, "unordered": (*entry.unordered, *want.replies.dtype.names)})
     C.assert_same(check, want, got, inputs, tolerance=entry.tolerance, ordered=kir.serial)
-    assert isinstance(h.loop.executor, OpenclExecutor)
-    if c.outbox_stride(kir) == 0:
-        assert h.loop.executor.host_runs == 0, "a kernel that never sends ran on the host"
+    # Kernels launch persistent (their declared mode): resident where SVM allows and the kernel neither
+    # sends nor reads the clock, otherwise event-driven; so the corpus covers both paths.
+    ex = h.loop.executor
+    if ocl.svm and c.persistent_refusal(kir) is None:
+        assert h.mode.value == "persistent" and isinstance(ex, OpenclPersistent)
+    else:
+        assert h.mode.value == "event_driven" and isinstance(ex, OpenclExecutor)
+        if c.outbox_stride(kir) == 0:
+            assert ex.host_runs == 0, "a kernel that never sends ran on the host"

@@ -201,8 +201,8 @@ def test_a_queue_larger_than_the_device_can_hold_is_refused():
 def test_a_batch_larger_than_the_device_can_hold_is_refused(monkeypatch):
     with OpenclRuntime() as rt:
         monkeypatch.setattr(type(rt.cl_device), "max_mem_alloc_size", property(lambda self: 1 << 16))
-        with pytest.raises(BackendError, match="max_batch"):
-            rt.launch(K.echo, max_batch=4096, input_capacity=256, output_capacity=256)
+        with pytest.raises(BackendError, match="max_batch"):  # event-driven: a batch is one device buffer
+            rt.launch(K.echo, max_batch=4096, input_capacity=256, output_capacity=256, mode="event_driven")
 
 
 class SpinState:
@@ -222,7 +222,7 @@ def spin(ctx, msg: K.Num) -> None:
 
 def test_termination_while_a_batch_is_running():
     rt = OpenclRuntime()
-    h = rt.launch(spin, max_batch=64)
+    h = rt.launch(spin, max_batch=64, mode="event_driven")
     msgs = K.Num.array(640)
     msgs["tag"] = 1_000_000
     h.send_many(msgs)

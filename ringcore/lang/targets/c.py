@@ -104,6 +104,31 @@ The outbox (``ctx.send``, ``ctx.publish``): records of ``outbox_stride(kir)`` by
     order (:func:`read_outbox` decodes them so); parallel lanes write records
     in any order, a serial kernel's are already in order.
 
+The persistent loop (one launch for the kernel's life)::
+
+    RC_KERNEL_ENTRY void rc_persist_<ident>(volatile rc_u8 *inq, volatile rc_u8 *doneq,
+        volatile rc_u32 *control, rc_u8 *state, rc_env *env, rc_u8 *outbox, const rc_u32 max_batch)
+        (OpenCL: __kernel, pointers __global; CUDA: extern "C" __global__)
+
+    ``inq`` is the kernel's input RingQueue (``ringcore.queue``: head at 0, tail at 128,
+    capacity at 272, slots at 384) in memory host and device share (fine-grain SVM,
+    mapped pinned memory); the host produces, the loop consumes. ``doneq`` is a
+    RingQueue of completion records (:func:`done_dtype`: the request's 64-byte header,
+    the status word at 64, the reply payload at 72; stride ``Symbols.done_size``); the
+    loop produces, the host consumes. ``control`` is the kernel's ControlBlock
+    (``ringcore.control``): the loop reads ``is_active`` and ``should_terminate`` and
+    writes nothing there. Launch ONE work-group (block) of any size: work-item 0 polls;
+    when the kernel is active and messages are queued it claims up to ``max_batch`` of
+    them (no more than the completion queue has room for), the group handles them
+    (message ``k`` of the claim on work-item ``k % size``, ``ctx.thread_id = k``; a
+    serial kernel must be launched with one work-item), then work-item 0 publishes,
+    behind a release fence, the input tail (the slots are free) and then the
+    completion head. A message whose ``type_id`` is not the kernel's is not handled
+    (status 0; the host reports it). ``should_terminate`` ends the loop at its next
+    poll: messages still queued stay queued. Kernels for which
+    :func:`persistent_refusal` gives a reason (sends, publishes, ``ctx.now()``) must
+    not run in it.
+
 Ticks (``ctx.now()``): ``physical = env->hlc_physical``; ``logical =
 env->hlc_logical + atomic_inc(&env->tick_count)``. After the batch the host
 advances its clock by ``tick_count`` logical steps.
@@ -134,6 +159,7 @@ import numpy as np
 
 from ...errors import KernelCompileError
 from ...message import HEADER_DTYPE, HEADER_SIZE, MessageSpec
+from ...queue import QUEUE_HEADER_SIZE, QUEUE_LAYOUT
 from ...types import ArrayType, RingType, ScalarType, struct_dtype
 from ..ir import (
     ArrayCopy,
@@ -176,13 +202,20 @@ __all__ = [
     "Dialect", "OPENCL", "CUDA", "emit", "emit_parts", "prelude", "c_ident", "symbols", "Symbols",
     "map_build_log", "ENV_DTYPE", "OUTBOX_HEAD_DTYPE", "OUTBOX_HEAD_SIZE", "outbox_stride", "send_specs",
     "read_outbox", "OutboxRecord", "decode_status", "STATUS_NO_REPLY", "STATUS_REPLY", "STATUS_FAILED",
-    "SEND_TARGET_IS_NAME", "RECORD_IS_PUBLISH", "publish_topics",
+    "SEND_TARGET_IS_NAME", "RECORD_IS_PUBLISH", "publish_topics", "done_dtype", "DONE_STATUS", "DONE_REPLY",
+    "persistent_refusal",
 ]
 
 STATUS_NO_REPLY = 0
 STATUS_REPLY = 1
 #: Bit 31 of a status word: the lane failed; the low 31 bits hold the error site (1-based).
 STATUS_FAILED = 0x80000000
+# The RingQueue layout the persistent loop polls (ringcore.queue).
+_Q_HEAD, _Q_TAIL, _Q_CAPACITY, _Q_SLOTS = (QUEUE_LAYOUT["head"], QUEUE_LAYOUT["tail"], QUEUE_LAYOUT["capacity"],
+                                          QUEUE_HEADER_SIZE)
+#: Offsets in a completion record (:func:`done_dtype`): the status word, and the reply payload.
+DONE_STATUS = HEADER_SIZE
+DONE_REPLY = HEADER_SIZE + 8
 #: Bit 0 of an outbox record's flags: ``target`` indexes ``kir.send_targets``.
 SEND_TARGET_IS_NAME = 1
 #: Bit 1 of an outbox record's flags: the record is a ``ctx.publish``; ``target`` indexes ``publish_topics(kir)``.
@@ -272,6 +305,13 @@ def _opencl_head() -> str:
         "#define RC_F64_BITS(x) as_ulong(x)",
         "#define RC_F64_FROM_BITS(x) as_double(x)",
         "#define RC_ATOMIC_INC_U32(p) atomic_inc(p)",
+        "#define RC_KERNEL_ENTRY __kernel",
+        "#define RC_LOCAL_ID ((rc_u32)get_local_id(0))",
+        "#define RC_LOCAL_SIZE ((rc_u32)get_local_size(0))",
+        "#define RC_SHARED __local",
+        "#define RC_BARRIER barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE)",
+        "#define RC_ACQUIRE_FENCE read_mem_fence(CLK_GLOBAL_MEM_FENCE)",
+        "#define RC_RELEASE_FENCE write_mem_fence(CLK_GLOBAL_MEM_FENCE)",
     ]
     for k, v in _OCL_TYPES.items():
         if k == "f64":
@@ -299,6 +339,13 @@ def _cuda_head() -> str:
         "#define RC_F64_BITS(x) ((rc_u64)__double_as_longlong(x))",
         "#define RC_F64_FROM_BITS(x) __longlong_as_double((long long)(x))",
         "#define RC_ATOMIC_INC_U32(p) atomicAdd((p), 1u)",
+        '#define RC_KERNEL_ENTRY extern "C" __global__',
+        "#define RC_LOCAL_ID ((rc_u32)threadIdx.x)",
+        "#define RC_LOCAL_SIZE ((rc_u32)blockDim.x)",
+        "#define RC_SHARED __shared__",
+        "#define RC_BARRIER __syncthreads()",
+        "#define RC_ACQUIRE_FENCE __threadfence_system()",
+        "#define RC_RELEASE_FENCE __threadfence_system()",
     ]
     for k, v in _CUDA_TYPES.items():
         lines.append(f"typedef {v} rc_{k};")
@@ -629,6 +676,8 @@ class Symbols(NamedTuple):
     out_size: int
     state_size: int
     outbox_stride: int
+    persist: str
+    done_size: int
 
 
 def _state_dtype(kir: KernelIR) -> np.dtype:
@@ -642,7 +691,35 @@ def symbols(kir: KernelIR) -> Symbols:
         state_struct=f"rc_state_{i}", in_size=kir.input.dtype.itemsize, slot_size=kir.input.slot_dtype.itemsize,
         out_size=kir.output.dtype.itemsize if kir.output is not None else 0,
         state_size=_state_dtype(kir).itemsize, outbox_stride=outbox_stride(kir),
+        persist=f"rc_persist_{i}", done_size=done_dtype(kir).itemsize,
     )
+
+
+def persistent_refusal(kir: KernelIR) -> str | None:
+    """Why ``kir`` cannot run in the persistent loop (None: it can).
+
+    The loop answers messages without the host in between: a ``ctx.send``/``ctx.publish`` would need the
+    host's delivery answer (the target's queue, its type, the hop limit) before the kernel goes on, and
+    ``ctx.now()`` the host's clock for every message."""
+    if outbox_stride(kir):
+        return ("it sends or publishes (ctx.send/ctx.publish), whose delivery result only the host knows "
+                "before the kernel goes on")
+    if kir.uses_now:
+        return "it reads ctx.now(), which takes the host's clock per batch"
+    return None
+
+
+def done_dtype(kir: KernelIR) -> np.dtype:
+    """The record a persistent loop writes per message into its completion queue (see the ABI):
+    the request's header, the status word, and the reply payload (when the kernel has a reply type)."""
+    names, formats, offsets = ["header", "status"], [HEADER_DTYPE, "<u4"], [0, DONE_STATUS]
+    size = DONE_REPLY
+    if kir.output is not None:
+        names.append("reply")
+        formats.append(kir.output.dtype)
+        offsets.append(DONE_REPLY)
+        size += -(-kir.output.dtype.itemsize // 8) * 8
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": size})
 
 
 class _Names:
@@ -1393,6 +1470,7 @@ class _KernelEmitter:
             self.emit_func(kir.funcs[name])
         self.emit_handler()
         self.emit_entry()
+        self.emit_persistent()
         L.append("")
         return "\n".join(L)
 
@@ -1487,6 +1565,74 @@ class _KernelEmitter:
             L.append(f"    rc_u32 st = {call};")
             L.append(f"    {fence}status[i] = st;")
         L.append("}")
+
+
+    def emit_persistent(self) -> None:
+        """The persistent loop ``rc_persist_<ident>`` (one work-group / block; see the ABI)."""
+        kir, sym, i = self.kir, self.sym, self.ident
+        G = "RC_GLOBAL "
+        V = f"{G}volatile "
+        self.gen_line()
+        L = self.lines
+        L.append(f"/* the persistent loop of kernel {_c_string(kir.name)[1:-1]} */")
+        L.append(f"RC_KERNEL_ENTRY void {sym.persist}({V}rc_u8 *inq, {V}rc_u8 *doneq, {V}rc_u32 *control, "
+                 f"{G}rc_u8 *state, {G}rc_env *env, {G}rc_u8 *outbox, const rc_u32 max_batch) {{")
+        body = f"""\
+    const rc_u32 lid = RC_LOCAL_ID;
+    const rc_u32 width = RC_LOCAL_SIZE;
+    RC_SHARED rc_u64 rc_claim[2];
+    {V}rc_u64 *in_head = ({V}rc_u64 *)(inq + {_Q_HEAD});
+    {V}rc_u64 *in_tail = ({V}rc_u64 *)(inq + {_Q_TAIL});
+    {V}rc_u64 *done_head = ({V}rc_u64 *)(doneq + {_Q_HEAD});
+    {V}rc_u64 *done_tail = ({V}rc_u64 *)(doneq + {_Q_TAIL});
+    const rc_u64 in_mask = *({V}rc_u64 *)(inq + {_Q_CAPACITY}) - 1;
+    const rc_u64 done_cap = *({V}rc_u64 *)(doneq + {_Q_CAPACITY});
+    rc_u64 tail = *in_tail;
+    rc_u64 dhead = *done_head;
+    for (;;) {{
+        if (lid == 0u) {{
+            rc_u64 n = 0;
+            rc_u64 stop = 0;
+            for (;;) {{
+                if (control[1] != 0u) {{ stop = 1; break; }}  /* should_terminate */
+                rc_u64 head = *in_head;
+                RC_ACQUIRE_FENCE;
+                if (head != tail && control[0] != 0u) {{  /* messages, and is_active */
+                    rc_u64 room = done_cap - (dhead - *done_tail);
+                    n = head - tail;
+                    if (n > room) n = room;
+                    if (n > (rc_u64)max_batch) n = (rc_u64)max_batch;
+                    if (n != 0) break;
+                }}
+            }}
+            rc_claim[0] = n;
+            rc_claim[1] = stop;
+        }}
+        RC_BARRIER;
+        const rc_u64 n = rc_claim[0];
+        if (rc_claim[1] != 0) break;
+        for (rc_u64 k = lid; k < n; k += width) {{
+            {G}const rc_u8 *slot = ({G}const rc_u8 *)(inq + {_Q_SLOTS} + ((tail + k) & in_mask) * RC_SLOT_SIZE_{i});
+            {G}rc_u8 *rec = ({G}rc_u8 *)(doneq + {_Q_SLOTS} + ((dhead + k) & (done_cap - 1)) * {sym.done_size});
+            for (int w = 0; w < {HEADER_SIZE // 8}; w++) (({G}rc_u64 *)rec)[w] = (({G}const rc_u64 *)slot)[w];
+            {G}const rc_header *hdr = ({G}const rc_header *)slot;
+            rc_u32 st = RC_STATUS_NO_REPLY;
+            if (hdr->type_id == {kir.input.type_id}u)
+                st = {sym.handler}(hdr, ({G}const {sym.in_struct} *)(slot + RC_HEADER_SIZE),
+                    ({G}{sym.out_struct} *)(rec + {DONE_REPLY}), ({G}{sym.state_struct} *)state, env, outbox, (rc_u32)k);
+            *({G}rc_u32 *)(rec + {DONE_STATUS}) = st;
+        }}
+        RC_BARRIER;
+        if (lid == 0u) {{
+            RC_RELEASE_FENCE;
+            *in_tail = tail + n;  /* the input slots are free */
+            *done_head = dhead + n;  /* the completion records are the host's */
+        }}
+        tail += n;
+        dhead += n;
+    }}
+}}"""
+        L.extend(body.splitlines())
 
 
 def emit_parts(kir: KernelIR, d: Dialect) -> tuple[str, str]:
