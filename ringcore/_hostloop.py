@@ -509,11 +509,21 @@ class HostLoop:
 
     def _process_small(self, batch: np.ndarray) -> None:
         """The per-message path: plain Python over a few messages beats numpy's call overhead."""
-        h = self.handle
         heads = [MessageHeader._make(t) for t in batch["header"].tolist()]
+        ts = self._merge_heads_clock(heads)
+        self._publish_small_results(heads, self._small_results(batch, heads), ts)
+
+    def _merge_heads_clock(self, heads: list[MessageHeader]) -> HlcTimestamp | None:
         top = heads[0] if len(heads) == 1 else max(heads, key=lambda m: (m.hlc_physical, m.hlc_logical))
-        ts = self._merge_clock(top.hlc_physical, top.hlc_logical)
-        results = self._small_results(batch, heads)
+        return self._merge_clock(top.hlc_physical, top.hlc_logical)
+
+    def _publish_small_results(self, heads: list[MessageHeader], results: list[tuple[Any, bool, Any]],
+                               ts: HlcTimestamp | None) -> None:
+        """What ``_publish_results`` does, per message in plain Python (a few messages: cheaper than numpy).
+
+        :param results: ``(reply field tuple or None, forwarded, (ErrorCode, detail) or None)`` per message.
+        """
+        h = self.handle
         reports = h.out_spec is not None  # failures of sent messages are reported where replies go
         items = []
         errors: dict[int, tuple[int, str]] | None = None

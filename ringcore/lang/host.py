@@ -11,18 +11,22 @@ them, and a device backend's event-driven mode delivers its outbox through
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .._hostloop import _IN_FLIGHT, BatchResult, HostLoop, run_as_batch_of_one
+from .._hostloop import _IN_FLIGHT, _SHOULD_TERMINATE, _SMALL_BATCH, BatchResult, HostLoop, run_as_batch_of_one
 from ..control import ErrorCode
 from ..errors import BackendError
 from ..k2k import DeliveryResult
 from ..kernel import KernelState
 from ..message import MessageHeader, MessageSpec
+from .targets.c import STATUS_FAILED as _FAILED
+from .targets.c import STATUS_REPLY as _REPLY
+from .targets.c import decode_status
 from .ir import DELIVERY_CODES, KernelIR, Publish, Send, stmt_exprs, walk_exprs, walk_stmts
 
 if TYPE_CHECKING:
@@ -300,32 +304,93 @@ class PersistentLoop(HostLoop):
 
         self.device = device
         self.kir = lower(handle.kernel)
+        self._has_reply_type = "reply" in (device.done_queue.dtype.names or ())
+        #: Held by the thread taking the device's completions (the loop's, or a caller's: call_inline).
+        self.done_lock = threading.Lock()
 
     def call_inline(self, record: np.ndarray) -> bool:
-        return False  # the device is the input queue's only consumer
+        """Push ``record`` and take the device's completions from the calling thread until its own is done.
+
+        The device is the input queue's only consumer; what the caller saves is the two thread hand-offs
+        to and from this loop's thread. Only one thread at a time takes completions (``done_lock``); when
+        the loop's thread has it, or the kernel is not serving, or the device takes longer than
+        :attr:`INLINE_SPIN` seconds, the call goes the usual way (False before pushing; after pushing the
+        loop's thread is woken and publishes the reply).
+        """
+        h = self.handle
+        inq = h.input_queue
+        cb = self._cb32
+        if not self._serving() or self.crashed is not None or not self.done_lock.acquire(blocking=False):
+            return False
+        try:
+            outq = h.output_queue
+            if not self._serving() or len(inq) + 1 > outq.capacity - len(outq):
+                return False
+            with inq.producer_lock:
+                if inq.push_many(record, notify=False) == 0:
+                    return False
+                mine = inq.head  # this record's completion is the mine-th
+            until = time.perf_counter() + self.INLINE_SPIN
+            dq = self.device.done_queue
+            try:
+                while dq.tail < mine:
+                    if not self._take_completions() and (time.perf_counter() > until or cb[_SHOULD_TERMINATE]):
+                        break
+            except Exception as exc:  # a bug in the host side: stop the kernel, fail its waiters
+                self._crash(exc)
+            return True
+        finally:
+            self.done_lock.release()
+            if self.device.done_queue.tail < inq.head:
+                inq.not_empty.ring()  # more on the device: the loop's thread takes over
+
+    #: How long a caller polls the device for its reply before leaving it to the loop's thread.
+    INLINE_SPIN = 0.002
+
+    def _take_completions(self) -> int:
+        """Publish what the device has completed (the caller holds ``done_lock``); how many."""
+        dq = self.device.done_queue
+        recs = dq.pop_many(self._max_batch or dq.capacity)
+        n = len(recs)
+        if n and n <= _SMALL_BATCH:  # the latency path: plain Python per record
+            self.handle.input_queue.not_full.ring()  # the device freed their input slots before publishing
+            self._cb64[_IN_FLIGHT] = n
+            heads = [MessageHeader._make(t) for t in recs["header"].tolist()]
+            ts = self._merge_heads_clock(heads)
+            results = []
+            for i, m in enumerate(heads):
+                word = int(recs["status"][i])
+                if m.type_id != self._in_type_id:
+                    results.append((None, False, (ErrorCode.WRONG_MESSAGE_TYPE, self._wrong_type(m.type_id))))
+                elif word & _FAILED:
+                    _, code, detail = lane_errors(self.kir, np.array([word & ~_FAILED], np.uint32))[0]
+                    results.append((None, False, (code, detail)))
+                else:
+                    reply = recs["reply"][i] if self._has_reply_type and word == _REPLY else None
+                    results.append((reply, False, None))
+            self._publish_small_results(heads, results, ts)
+        elif n:
+            self.handle.input_queue.not_full.ring()  # the device freed their input slots before publishing
+            hdr = recs["header"]
+            self._cb64[_IN_FLIGHT] = n
+            self._merge_batch_clock(hdr)
+            has_reply, sites = decode_status(recs["status"])
+            result = BatchResult(recs["reply"] if self._has_reply_type else None, has_reply,
+                                 np.zeros(n, dtype=bool), lane_errors(self.kir, sites))
+            self._publish_results(hdr, hdr["type_id"] == self._in_type_id, result)
+        return n
 
     def _serve(self) -> None:
-        from .targets.c import decode_status
-
         h = self.handle
         cb = h.control
         inq = h.input_queue
         dq = self.device.done_queue
         bell = inq.not_empty
-        max_batch = self._max_batch or dq.capacity
-        has_reply_type = "reply" in (dq.dtype.names or ())
         backoff = 0.0
         while True:
-            recs = dq.pop_many(max_batch)
-            if len(recs):
-                inq.not_full.ring()  # the device freed their input slots before publishing these
-                hdr = recs["header"]
-                self._cb64[_IN_FLIGHT] = len(recs)
-                self._merge_batch_clock(hdr)
-                has_reply, sites = decode_status(recs["status"])
-                result = BatchResult(recs["reply"] if has_reply_type else None, has_reply,
-                                     np.zeros(len(recs), dtype=bool), lane_errors(self.kir, sites))
-                self._publish_results(hdr, hdr["type_id"] == self._in_type_id, result)
+            with self.done_lock:
+                took = self._take_completions()
+            if took:
                 backoff = 0.0
                 continue
             if self.crashed is not None:

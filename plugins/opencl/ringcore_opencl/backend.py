@@ -1,14 +1,19 @@
-"""OpenclRuntime: ring kernels compiled to OpenCL C and run on an OpenCL device, one NDRange per batch.
+"""OpenclRuntime: ring kernels compiled to OpenCL C and run on an OpenCL device.
 
-The loop (draining the input queue, HLC merging, replies, routing, metrics) is the core's HostLoop;
-this backend supplies :class:`OpenclExecutor`, which per batch
+**Event-driven mode.** The loop (draining the input queue, HLC merging, replies, routing, metrics) is the
+core's HostLoop; this backend supplies :class:`OpenclExecutor`, which per batch
 
-1. uploads the batch's input slots and the batch environment (``rc_env``: the HLC base, the kernel
-   number, the outbox capacity) to device buffers;
+1. puts the batch's input slots and the batch environment (``rc_env``: the HLC base, the kernel
+   number, the outbox capacity) where the device reads them;
 2. runs ``rc_batch_<id>``: one work-item per message (a serial kernel: one work-item, in order);
-3. reads back the status words, the replies and the environment, then the outbox records if any;
+3. reads the status words, the replies and the environment, then the outbox records if any;
 4. delivers the outbox's sends and publishes through the core's KernelEnv in (lane, seq) order, and
    moves the kernel's clock past every ``ctx.now()`` the device took.
+
+Where the device offers fine-grain shared virtual memory (``OpenclRuntime.svm``), the per-batch buffers
+are SVM: the host writes and reads them in place, so a dispatch is one command, and a small dispatch is
+awaited by polling its status words (each stored last, behind a fence) rather than through the driver's
+completion event. Elsewhere each buffer has a device copy moved by transfers.
 
 The kernel's state lives in a device buffer for the kernel's whole life (``read_state`` copies it back;
 at termination it is copied into the handle's state record).
@@ -29,8 +34,10 @@ on the host through the kernel language's numpy target (the CPU backend's code p
 from the state saved before the batch, and the resulting state is written back to the device. Results
 are then the same as on every backend; only such batches lose the device's speed (``host_runs``).
 
-**Persistent mode.** Not implemented: ``supports_persistent`` is False, so a kernel launched persistent
-runs event-driven and the runtime logs that it did (see docs/opencl.md for why).
+**Persistent mode** (:mod:`ringcore_opencl.persistent`): on a device with fine-grain SVM and atomics, a
+kernel launched persistent is launched once and stays resident, polling its input queue in SVM, up to
+``persistent_slots`` kernels per device. Kernels that send, publish or read the clock, and launches
+beyond the slots, run event-driven; the runtime logs why.
 """
 
 from __future__ import annotations

@@ -51,7 +51,8 @@ def _kernel_rate(backend: str, repeats: int, device_index: int | None) -> tuple[
     req, expected = _requests(BATCH)
     times, ok = [], True
     with _runtime(backend, device_index) as rt:
-        k = rt.launch(vector_add, input_capacity=BATCH, output_capacity=BATCH, max_batch=BATCH, auto_activate=False)
+        k = rt.launch(vector_add, input_capacity=BATCH, output_capacity=BATCH, max_batch=BATCH, auto_activate=False,
+                      mode="event_driven")
         slots = k._slots(req, first_corr=1, flags=0, priority=1)
         for _ in range(repeats + 1):
             k.input_queue.push_many(slots)
@@ -69,7 +70,7 @@ def _dispatch_us(backend: str, repeats: int, device_index: int | None) -> float:
 
     req, _ = _requests(1)
     with _runtime(backend, device_index) as rt:
-        k = rt.launch(vector_add, auto_activate=False)
+        k = rt.launch(vector_add, auto_activate=False, mode="event_driven")
         slots = k._slots(req, first_corr=1, flags=0, priority=1)
         ex = k.loop.executor
         # The host loop hands a message that arrives alone to run_one (a batch of one).
@@ -82,6 +83,33 @@ def _dispatch_us(backend: str, repeats: int, device_index: int | None) -> float:
             times.append(time.perf_counter() - t0)
         k.terminate()
     return statistics.median(times) * 1e6
+
+
+def _host_api(mode: str, calls: int, device_index: int | None) -> tuple[float, float]:
+    """``call`` round trip p50 (µs) and ``call_many`` of a batch (msg/s) on a kernel launched in ``mode``."""
+    from ringcore.demo.vector_add import Operands, vector_add
+
+    from .backend import OpenclRuntime
+
+    req, expected = _requests(BATCH)
+    one = Operands(a=req["a"][0], b=req["b"][0])
+    with OpenclRuntime(device_index=device_index) as rt:
+        k = rt.launch(vector_add, mode=mode, input_capacity=BATCH, output_capacity=BATCH)
+        if k.mode.value != mode:
+            raise RuntimeError(f"vector_add ran {k.mode.value}, not {mode}")
+        k.call(one)
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            k.call(one)
+            times.append(time.perf_counter() - t0)
+        k.call_many(req, timeout=60)
+        t0 = time.perf_counter()
+        got = k.call_many(req, timeout=60)
+        rate = BATCH / (time.perf_counter() - t0)
+        if not np.array_equal(got["c"], expected):
+            raise RuntimeError(f"vector_add ({mode}) returned wrong sums")
+    return statistics.median(times) * 1e6, rate
 
 
 def bench_opencl(quick: bool = False, device_index: int | None = None, **_: Any) -> list[Figure]:
@@ -98,7 +126,7 @@ def bench_opencl(quick: bool = False, device_index: int | None = None, **_: Any)
     n = 300 if quick else 3000
     one = _dispatch_us("opencl", n, device_index)
     one_base = _dispatch_us("cpu", n, None) if has_cpu else None
-    return [
+    out = [
         Figure("opencl", f"vector add kernel loop (16 f32/msg, batches of {BATCH:,}) on {where}", rate, "msg/s",
                base, "cpu backend, numpy target, same loop" if has_cpu else "", target=5e6,
                note="drain a batch, upload, one NDRange, read back, publish replies; replies checked against numpy"
@@ -110,6 +138,19 @@ def bench_opencl(quick: bool = False, device_index: int | None = None, **_: Any)
                     "wait, read the status and reply (median)",
                details={"repeats": n}),
     ]
+    if rt.persistent_slots:
+        p50, rate_p = _host_api("persistent", n, device_index)
+        p50_e, rate_e = _host_api("event_driven", n, device_index)
+        out += [
+            Figure("opencl", f"persistent call round trip p50 (vector add, one message) on {where}", p50, "us", p50_e,
+                   "the same kernel event-driven", higher_is_better=False,
+                   note="kernel.call on a resident kernel: push, the device loop polls and answers, the host "
+                        "publishes the reply"),
+            Figure("opencl", f"persistent call_many, {BATCH:,} messages (vector add) on {where}", rate_p, "msg/s",
+                   rate_e, "the same kernel event-driven",
+                   note="host API end to end through a resident kernel; replies checked against numpy"),
+        ]
+    return out
 
 
 def print_figures(figures: list[Figure], seconds: float) -> None:

@@ -45,7 +45,7 @@ def register_backends(register: Any) -> None:
         probe=probe,
         package="ringcore-opencl",
         description="OpenCL devices through PyOpenCL (GPUs, or PoCL on a CPU); kernels compiled to OpenCL C, "
-                    "one NDRange per batch",
+                    "resident (persistent) where SVM allows, else one NDRange per batch",
     ))
 
 
