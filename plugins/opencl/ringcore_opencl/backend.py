@@ -142,7 +142,11 @@ class OpenclExecutor:
             cl.enqueue_copy(self.queue, self.state_buf, np.ascontiguousarray(st).view(np.uint8))
         self.snapshot_buf = self._new_buffer(max(8, self.state_nbytes), "state snapshot") \
             if self.sends and st is not None else None
+        # A batch is at most what the input queue holds: its buffers are allocated now, so that a device
+        # short of memory fails the launch (cleanly) rather than a batch later.
+        most = min(int(handle.options.max_batch or 1), handle.input_queue.capacity)
         self._ensure(handle.options.max_batch if handle.options.max_batch else 1)
+        self._size_for(most, max(_MIN_OUTBOX, most * self.per_lane) if self.sends else 0)
         # Work-group size: the launch's block_size, within what the device allows for this kernel.
         wg = int(self.entry.get_work_group_info(cl.kernel_work_group_info.WORK_GROUP_SIZE, dc.device))
         self.local_size = max(1, min(int(handle.options.block_size or 64), wg))
@@ -314,6 +318,10 @@ class OpenclExecutor:
             want = count * sym.outbox_stride
             if want > MAX_OUTBOX_BYTES or want > self.max_alloc:
                 break  # more than one outbox may hold: the host runs the batch (below)
+            try:
+                self._region("outbox", _pow2(count) * sym.outbox_stride)
+            except BackendError:
+                break  # the device has no room for that outbox: the host runs the batch (below)
             # Rerun with room for every attempt: restore the state the batch started from.
             self.per_lane = max(self.per_lane, -(-count // n))
             capacity = _pow2(count)

@@ -198,6 +198,37 @@ def test_a_queue_larger_than_the_device_can_hold_is_refused():
         assert rt.launch(K.echo).call(K.Num(value=1, tag=0)).doubled == 2  # the runtime still works
 
 
+@pytest.mark.parametrize("svm", [None, False], ids=["svm", "device-buffers"])
+def test_a_device_out_of_memory_fails_the_launch_cleanly(monkeypatch, svm):
+    """The driver refusing an allocation within the device's limit (injected: PoCL allocates lazily)."""
+    real_svm, real_buffer = cl.svm_empty, cl.Buffer
+
+    def refuse(size: int) -> None:
+        if size >= 1 << 20:
+            raise cl.MemoryError("clSVMAlloc" if svm is None else "clCreateBuffer", cl.status_code.OUT_OF_RESOURCES,
+                                 "out of resources")
+
+    def svm_empty(ctx, flags, shape, *args, **kwargs):
+        refuse(int(shape))
+        return real_svm(ctx, flags, shape, *args, **kwargs)
+
+    def buffer(ctx, flags, size=0, *args, **kwargs):
+        refuse(int(size))
+        return real_buffer(ctx, flags, size, *args, **kwargs)
+
+    with OpenclRuntime(svm=svm) as rt:
+        monkeypatch.setattr(cl, "svm_empty", svm_empty)
+        monkeypatch.setattr(cl, "Buffer", buffer)
+        mode = "persistent" if svm is None else "event_driven"
+        with pytest.raises(BackendError, match=r"could not allocate .*bytes") as err:
+            rt.launch(K.echo, input_capacity=1 << 15, max_batch=1 << 15, mode=mode)
+        assert "lower" in str(err.value)  # says what to do
+        assert rt.kernels() == []
+        assert rt.device_context.resident == 0  # no persistent slot leaked
+        h = rt.launch(K.echo, mode=mode)  # small enough: the runtime still works
+        assert h.call(K.Num(value=4, tag=0)).doubled == 8
+
+
 def test_a_batch_larger_than_the_device_can_hold_is_refused(monkeypatch):
     with OpenclRuntime() as rt:
         monkeypatch.setattr(type(rt.cl_device), "max_mem_alloc_size", property(lambda self: 1 << 16))
