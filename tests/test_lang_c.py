@@ -867,8 +867,9 @@ def test_every_kernel_compiles_for_cuda(tmp_path: Path) -> None:
     r = compile_cuda(src, tmp_path)
     assert r.returncode == 0, r.stderr[-5000:]
     ptx = (tmp_path / "kernels.ptx").read_text() if (tmp_path / "kernels.ptx").exists() else ""
-    for k in kirs:
+    for k in kirs:  # the batch entry point and the persistent loop of every kernel
         assert f".entry {c.symbols(k).entry}(" in ptx or _nvcc() is None
+        assert f".entry {c.symbols(k).persist}(" in ptx or _nvcc() is None
 
 
 @needs_nvcc
