@@ -24,10 +24,10 @@ from ..errors import BackendError
 from ..k2k import DeliveryResult
 from ..kernel import KernelState
 from ..message import MessageHeader, MessageSpec
+from .ir import DELIVERY_CODES, KernelIR, Publish, Send, stmt_exprs, walk_exprs, walk_stmts
 from .targets.c import STATUS_FAILED as _FAILED
 from .targets.c import STATUS_REPLY as _REPLY
 from .targets.c import decode_status
-from .ir import DELIVERY_CODES, KernelIR, Publish, Send, stmt_exprs, walk_exprs, walk_stmts
 
 if TYPE_CHECKING:
     from ..queue import RingQueue

@@ -237,7 +237,6 @@ class OpenclExecutor:
 
     def _launch(self, n: int, capacity: int) -> Any:
         """Write the environment and launch (queued, no wait); returns the launch's event."""
-        sym = self.sym
         env = self.env
         env["tick_count"] = 0
         env["outbox_count"] = 0

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from ringcore_opencl.backend import OpenclRuntime
 
 import ringcore
 from ringcore.testing import AbstractBackendTests
-from ringcore_opencl.backend import OpenclRuntime
 
 
 class TestOpenclBackend(AbstractBackendTests):

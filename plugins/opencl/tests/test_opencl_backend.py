@@ -10,11 +10,12 @@ import sys
 import numpy as np
 import pyopencl as cl
 import pytest
+from _slow import slow
 from ringcore_opencl import OpenclExecutor, OpenclRuntime
 from ringcore_opencl.plugin import probe
 
 import ringcore
-from ringcore import BackendError, KernelCompileError, TerminationTimeoutError, u32
+from ringcore import BackendError, KernelCompileError, TerminationTimeoutError
 from ringcore.cli import main as cli_main
 from ringcore.lang.targets import opencl as opencl_target
 from ringcore.plugins import BackendSpec, PluginRegistry, ProbeResult, get_registry, use_registry
@@ -236,24 +237,9 @@ def test_a_batch_larger_than_the_device_can_hold_is_refused(monkeypatch):
             rt.launch(K.echo, max_batch=4096, input_capacity=256, output_capacity=256, mode="event_driven")
 
 
-class SpinState:
-    done: u32 = 0
-    acc: u32 = 0
-
-
-@ringcore.kernel(id="ocl_spin", state=SpinState)
-def spin(ctx, msg: K.Num) -> None:
-    """A serial kernel that takes a while per message."""
-    acc = u32(0)
-    for i in range(u32(msg.tag)):
-        acc = acc * u32(1664525) + u32(i)
-    ctx.state.acc = acc  # kept: a compiler may not drop the loop
-    ctx.state.done += 1
-
-
 def test_termination_while_a_batch_is_running():
     rt = OpenclRuntime()
-    h = rt.launch(spin, max_batch=64, mode="event_driven")
+    h = rt.launch(slow, max_batch=64, mode="event_driven")
     msgs = K.Num.array(640)
     msgs["tag"] = 1_000_000
     h.send_many(msgs)

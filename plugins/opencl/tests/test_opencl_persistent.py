@@ -11,15 +11,15 @@ import time
 
 import numpy as np
 import pytest
+from _slow import slow
+from ringcore_opencl import OpenclRuntime
+from ringcore_opencl.persistent import OpenclPersistent
 
 import ringcore
-from ringcore import u32
 from ringcore.errors import KernelError, TerminationTimeoutError
 from ringcore.lang.host import PersistentLoop
 from ringcore.testing import kernels as K
 from ringcore.testing.backend import wait_until
-from ringcore_opencl import OpenclRuntime
-from ringcore_opencl.persistent import OpenclPersistent
 
 pytestmark = pytest.mark.skipif(not OpenclRuntime().persistent_slots, reason="this device keeps no kernel resident")
 
@@ -92,21 +92,6 @@ def test_deactivate_holds_messages_on_the_device_side_too():
         assert h.status().input_depth == 1 and h.status().processed == 0
         h.activate()
         assert h.call(K.Num(value=2, tag=2)).total == 1003
-
-
-class SlowState:
-    done: u32 = 0
-    acc: u32 = 0
-
-
-@ringcore.kernel(id="ocl_slow_resident", state=SlowState)
-def slow(ctx, msg: K.Num) -> None:
-    """A serial kernel that takes a while per message."""
-    acc = u32(0)
-    for i in range(u32(msg.tag)):
-        acc = acc * u32(1664525) + u32(i)
-    ctx.state.acc = acc  # kept: a compiler may not drop the loop
-    ctx.state.done += 1
 
 
 def test_terminate_under_load_stops_the_loop_and_counts_what_is_left():
