@@ -289,10 +289,11 @@ class PersistentDevice(Protocol):
 class PersistentLoop(HostLoop):
     """The host side of a kernel that runs resident on a device.
 
-    The device consumes the kernel's input queue itself (the host never pops it: no inline calls); this
-    thread consumes the device's completion queue and does, per batch of completions, what the host loop
-    does after a batch ran: clock merge, error accounting, replies and their routing, metrics, the
-    ControlBlock. So a persistent kernel behaves as an event-driven one, minus the launches.
+    The device consumes the kernel's input queue itself (the host never pops it); this thread consumes the
+    device's completion queue and does, per batch of completions, what the host loop does after a batch
+    ran: clock merge, error accounting, replies and their routing, metrics, the ControlBlock. So a
+    persistent kernel behaves as an event-driven one, minus the launches. A caller of ``call`` takes the
+    completions itself while its own is on the way (:meth:`call_inline`).
 
     Waiting: with work on the device the thread polls the completion queue (backing off from 20 µs to
     1 ms); with none it sleeps on the input queue's doorbell, which every send rings.
