@@ -37,6 +37,7 @@ __all__ = ["KernelEnv", "NumpyExecutor", "PersistentDevice", "PersistentLoop", "
            "lane_errors", "sent_specs"]
 
 _CODE = {r: np.uint32(c) for r, c in DELIVERY_CODES.items()}
+_DELIVERED = int(DELIVERY_CODES[DeliveryResult.DELIVERED])
 
 
 def field_arrays(records: np.ndarray, spec_fields: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -163,6 +164,10 @@ class KernelEnv:
         hdr = self.headers
         out: list[int] = []
         for rec in records:
+            if not rec.publish and rec.answer is not None and rec.answer != _DELIVERED:
+                handle.telemetry.k2k_failed += 1  # the device decided it failed (as ctx.send counts it)
+                out.append(rec.answer)
+                continue
             msg = rec.spec.cls.from_record(rec.payload)
             if rec.publish:
                 out.append(runtime.publish(rec.target, msg, _source=handle))
@@ -175,8 +180,9 @@ class KernelEnv:
         return out
 
     def deliverable(self, records: Iterable[Any]) -> bool:
-        """Whether delivering ``records`` now would give every send DELIVERED and every publish exactly
-        one subscriber: what a device assumes when it records a send or publish in its outbox.
+        """Whether delivering ``records`` now would give each the answer the device gave the kernel
+        (``record.answer``: a send's DELIVERY code, a publish's subscriber count; None, what a device
+        that cannot ask assumes: DELIVERED, one subscriber).
 
         A device backend checks this before :meth:`deliver`; when it is False, the kernel's code saw
         results the runtime would not give, and the backend runs the batch again where the real results
@@ -192,19 +198,24 @@ class KernelEnv:
             if rec.publish:
                 reached = [h for h in runtime._publish_targets(rec.target, rec.spec)
                            if callable(h) or (h._state not in gone and len(h.input_queue) < h.input_queue.capacity)]
-                if len(reached) != 1:
+                if len(reached) != (1 if rec.answer is None else rec.answer):
                     return False
                 continue
+            want = _DELIVERED if rec.answer is None else rec.answer
             failure, dest = runtime._send_verdict(rec.target, rec.spec.cls, int(hops[rec.lane]) + 1)
             if failure is not None:
-                return False
+                if int(_CODE[failure]) != want:
+                    return False
+                continue
             left = room.get(dest.number)
             if left is None:
                 q = dest.input_queue
                 left = q.capacity - len(q)
-            if left <= 0:
+            got = _DELIVERED if left > 0 else int(_CODE[DeliveryResult.QUEUE_FULL])
+            if got != want:
                 return False
-            room[dest.number] = left - 1
+            if left > 0:
+                room[dest.number] = left - 1
         return True
 
     def header(self, name: str) -> np.ndarray:

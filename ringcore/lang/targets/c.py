@@ -789,12 +789,17 @@ def outbox_stride(kir: KernelIR) -> int:
 
 
 class OutboxRecord(NamedTuple):
+    """One send or publish a device recorded (the C targets' outbox; the WGSL target's is converted)."""
+
     lane: int
     seq: int
     target: int | str  # a kernel number, a kernel name, or (publish) a topic
     spec: MessageSpec
     payload: np.void
     publish: bool = False
+    #: What the kernel was told: a send's DELIVERY code, a publish's subscriber count. None: DELIVERED / one
+    #: subscriber, which a device that cannot ask the host assumes (the C targets).
+    answer: int | None = None
 
 
 def read_outbox(kir: KernelIR, outbox: Any, count: int) -> list[OutboxRecord]:

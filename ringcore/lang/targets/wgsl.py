@@ -181,7 +181,7 @@ from ..ir import (
 
 __all__ = ["emit", "abi", "WgslAbi", "ENTRY_POINT", "BINDINGS", "STATUS_REPLIED", "STATUS_FAILED",
            "PARAMS_WORDS", "OUTBOX_HEADER_WORDS", "RECORD_HEADER_WORDS", "DIR_ENTRY_WORDS",
-           "DIR_NONE", "DIR_RUNNING", "DIR_TERMINATED", "NO_KERNEL", "FLAG_SCRIPTED", "PUBLISH_BIT"]
+           "DIR_NONE", "DIR_RUNNING", "DIR_TERMINATED", "NO_KERNEL", "FLAG_SCRIPTED", "PUBLISH_BIT", "python_line", "PY_LINE_MARK"]
 
 ENTRY_POINT = "rc_main"
 WORKGROUP_SIZE = 64
@@ -293,6 +293,25 @@ class WgslAbi:
             return self.topics[int(record["target"])]
         name1 = int(record["code"]) >> 8
         return self.send_targets[name1 - 1] if name1 else int(record["target"])
+
+
+#: The comment before the WGSL of each Python source line's statements: ``// py <line>``.
+PY_LINE_MARK = "// py "
+_WGSL_POS = re.compile(r"wgsl:(\d+):\d+")
+
+
+def python_line(src: str, message: str) -> int | None:
+    """The user's Python line that a shader compiler's message about ``src`` points into (naga names
+    positions ``wgsl:<line>:<col>``): the nearest ``// py <line>`` mark above it; None if there is none."""
+    m = _WGSL_POS.search(message)
+    if m is None:
+        return None
+    lines = src.splitlines()
+    for text in reversed(lines[:int(m.group(1))]):
+        text = text.strip()
+        if text.startswith(PY_LINE_MARK):
+            return int(text[len(PY_LINE_MARK):])
+    return None
 
 
 def abi(kir: KernelIR) -> WgslAbi:
@@ -1622,6 +1641,9 @@ class _Emitter:
         return f"return {_zero(self.fn.ret)};"
 
     def stmt(self, s: Stmt) -> None:
+        if s.pos is not None and s.pos.line != getattr(self, "_py_line", None):
+            self._py_line = s.pos.line
+            self.line(f"{PY_LINE_MARK}{s.pos.line}")  # lets python_line() map a validation error back
         try:
             self._stmt(s)
         except _Located as err:
