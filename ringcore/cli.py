@@ -71,6 +71,59 @@ class CommandLine:
         self.commands[name] = run
 
 
+    def add_device_tools(self, backend: str, package: str, probe: Callable[[], Any],
+                         bench: Callable[..., list[Any]], *, device_word: str = "device",
+                         bench_help: str = "") -> None:
+        """Add ``ringcore BACKEND devices|bench``: what every device backend's plugin offers.
+
+        ``devices [--json]`` prints ``probe()`` (a ProbeResult): each device with its details; exit 1 when
+        the backend is unavailable. ``bench [--quick] [--json] [--device-index I]`` prints the figures of
+        ``bench(quick=..., device_index=...)`` (``ringcore.bench.Figure``\ s) as ``ringcore bench`` does,
+        and exits 0 whatever they are (gate on the ``status`` fields of ``--json``).
+        """
+        import json
+        import time
+
+        def devices(args: argparse.Namespace) -> int:
+            res = probe()
+            if args.json:
+                print(json.dumps(res.as_dict(), indent=2))
+                return 0 if res.available else 1
+            print(f"{backend}: {'available' if res.available else 'unavailable'}: {res.reason}")
+            for i, d in enumerate(res.devices):
+                print(f"  [{i}] {d.name}: {d.kind}, accelerator={d.accelerator}")
+                for k, v in d.details.items():
+                    print(f"      {k}: {v}")
+            return 0 if res.available else 1
+
+        def run_bench(args: argparse.Namespace) -> int:
+            from .bench import format_figures
+
+            t0 = time.perf_counter()
+            figures = bench(quick=args.quick, device_index=args.device_index)
+            if args.json:
+                print(json.dumps([f.as_dict() for f in figures], indent=2))
+            else:
+                print("\n".join(format_figures([f.as_dict() for f in figures], {}, time.perf_counter() - t0)))
+            return 0
+
+        def configure(p: argparse.ArgumentParser) -> None:
+            sub = p.add_subparsers(title="subcommands", metavar="SUBCOMMAND", required=True)
+            d = sub.add_parser("devices", help=f"list the {device_word}s and what each offers")
+            d.add_argument("--json", action="store_true", help="print JSON")
+            d.set_defaults(_tool=devices)
+            b = sub.add_parser("bench", help=bench_help or f"the {backend} backend's figures, with baselines")
+            b.add_argument("--quick", action="store_true", help="fewer repeats")
+            b.add_argument("--json", action="store_true", help="print the figures as JSON")
+            b.add_argument("--device-index", type=int, default=None,
+                           help=f"the {device_word} (see `ringcore {backend} devices`)")
+            b.set_defaults(_tool=run_bench)
+
+        self.add_command(backend, help=f"{backend} backend tools: devices, bench ({package})",
+                         description=f"Tools of the {backend} backend ({package}).",
+                         configure=configure, run=lambda args: args._tool(args))
+
+
 # -- ringcore info -------------------------------------------------------------------
 
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from ringcore.bench import Figure, format_figures
+from ringcore.bench import Figure
 from ringcore.message import MessageHeader
 
-__all__ = ["bench_opencl", "print_figures", "BATCH"]
+__all__ = ["bench_opencl", "BATCH"]
 
 BATCH = 65_536
 
@@ -151,8 +151,3 @@ def bench_opencl(quick: bool = False, device_index: int | None = None, **_: Any)
                    note="host API end to end through a resident kernel; replies checked against numpy"),
         ]
     return out
-
-
-def print_figures(figures: list[Figure], seconds: float) -> None:
-    """Print the figures as ``ringcore bench`` does (the core's table)."""
-    print("\n".join(format_figures([f.as_dict() for f in figures], {}, seconds)))
