@@ -1,0 +1,167 @@
+"""WebGPU adapters: discovery (the probe's data), one device per adapter, and the pipeline cache.
+
+Imports wgpu: only the probe and the factory import this module.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from typing import Any
+
+from ringcore.errors import BackendError, BackendUnavailableError, KernelCompileError
+from ringcore.lang.ir import KernelIR
+from ringcore.lang.targets import wgsl
+from ringcore.runtime import DeviceInfo
+
+__all__ = ["adapters", "adapter_info", "pick_adapter", "DeviceContext", "context_for", "LIMITS"]
+
+#: The limits that matter to ringcore, in WebGPU's spelling (reported by the probe, requested at their
+#: adapter maximum for the device).
+LIMITS = ("max-buffer-size", "max-storage-buffer-binding-size", "max-uniform-buffer-binding-size",
+          "max-storage-buffers-per-shader-stage", "max-compute-workgroup-size-x",
+          "max-compute-invocations-per-workgroup", "max-compute-workgroups-per-dimension")
+_SOFTWARE = ("llvmpipe", "lavapipe", "swiftshader", "softpipe", "warp")
+
+
+def _ensure_env() -> None:
+    # wgpu-native (through Mesa) warns when XDG_RUNTIME_DIR is unset; give it a private directory.
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="ringcore-xdg-")
+
+
+def adapters() -> list[Any]:
+    """Every WebGPU adapter wgpu-native finds, in its order (GPUs and software adapters)."""
+    _ensure_env()
+    import wgpu
+
+    return list(wgpu.gpu.enumerate_adapters_sync())
+
+
+def _is_software(info: Any) -> bool:
+    text = f"{info.get('device', '')} {info.get('description', '')} {info.get('vendor', '')}".lower()
+    return info.get("adapter_type") == "CPU" or any(s in text for s in _SOFTWARE)
+
+
+def adapter_info(adapter: Any) -> DeviceInfo:
+    """The DeviceInfo a probe reports for ``adapter``: backend and adapter type, limits, features."""
+    info = adapter.info
+    software = _is_software(info)
+    gpu = info.get("adapter_type") in ("DiscreteGPU", "IntegratedGPU", "VirtualGPU") and not software
+    name = (info.get("device") or info.get("description") or "unknown adapter").strip()
+    details: dict[str, Any] = {
+        "backend_type": info.get("backend_type", ""),  # Vulkan, Metal, D3D12, OpenGL
+        "adapter_type": info.get("adapter_type", ""),  # DiscreteGPU, IntegratedGPU, CPU, Unknown
+        "vendor": info.get("vendor", "") or f"{info.get('vendor_id', 0):#06x}",
+        "description": info.get("description", ""),
+        "software": software,
+    }
+    for k in LIMITS:
+        details[k.replace("-", "_")] = int(adapter.limits[k])
+    feats = set(adapter.features)
+    details["shader_f64"] = "shader-f64" in feats
+    details["shader_int64"] = "shader-int64" in feats
+    kind = "software" if software else ("gpu" if gpu else "other")
+    return DeviceInfo(name=name, kind=kind, accelerator=gpu, details=details)
+
+
+def pick_adapter(index: int | None = None) -> tuple[Any, DeviceInfo]:
+    """The adapter a runtime uses: ``adapters()[index]``, or the first GPU, else the first adapter."""
+    try:
+        ads = adapters()
+    except Exception as exc:
+        raise BackendUnavailableError(f"wgpu cannot enumerate adapters ({type(exc).__name__}: {exc})") from None
+    if not ads:
+        raise BackendUnavailableError("wgpu finds no WebGPU adapter; install a GPU driver (Vulkan, Metal, D3D12) "
+                                      "or Mesa (llvmpipe/lavapipe) for a software adapter")
+    infos = [adapter_info(a) for a in ads]
+    if index is None:
+        index = next((i for i, d in enumerate(infos) if d.accelerator), 0)
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(ads):
+        listed = "; ".join(f"{i}: {d.name} ({d.details['backend_type']})" for i, d in enumerate(infos))
+        raise ValueError(f"adapter_index={index!r} is not one of the WebGPU adapters here ({listed})")
+    return ads[index], infos[index]
+
+
+class DeviceContext:
+    """One WebGPU device per adapter for the process, with the WGSL target's bind group layout and the
+    pipeline cache (by kernel IR fingerprint: a kernel is compiled once however many launches use it).
+
+    ``lost`` is set when the device is lost (destroyed, reset, driver crash); the next runtime on the
+    adapter gets a new device.
+    """
+
+    def __init__(self, adapter: Any) -> None:
+        import wgpu
+
+        self.adapter = adapter
+        limits = {k: adapter.limits[k] for k in LIMITS}
+        self.device = adapter.request_device_sync(required_limits=limits, label="ringcore")
+        self.limits = {k: int(self.device.limits[k]) for k in LIMITS}
+        self.lost: str | None = None
+        entries = [{"binding": b, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": kind}}
+                   for b, (_name, kind) in wgsl.BINDINGS.items()]
+        self.bind_layout = self.device.create_bind_group_layout(entries=entries)
+        self.layout = self.device.create_pipeline_layout(bind_group_layouts=[self.bind_layout])
+        self._pipelines: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self.builds = 0  # pipelines built (for tests: the cache's effect is observable)
+
+    def mark_lost(self, why: str) -> None:
+        self.lost = why
+
+    def pipeline_for(self, kir: KernelIR) -> Any:
+        """The compute pipeline of ``kir``'s WGSL (built now if not cached).
+
+        :raises KernelCompileError: the kernel is outside what the WGSL target supports (64-bit values:
+            at the construct's line), or the device's shader compiler refused the module (at the Python
+            line the error points into, where it can).
+        """
+        fp = kir.fingerprint()
+        with self._lock:
+            p = self._pipelines.get(fp)
+        if p is not None:
+            return p
+        src = wgsl.emit(kir)
+        try:
+            module = self.device.create_shader_module(code=src, label=kir.name)
+            p = self.device.create_compute_pipeline(layout=self.layout, label=kir.name,
+                                                    compute={"module": module, "entry_point": wgsl.ENTRY_POINT})
+        except Exception as exc:  # GPUValidationError and friends: naga's or the driver's message
+            raise build_error(kir, src, exc, self.adapter) from None
+        with self._lock:
+            self.builds += 1
+            self._pipelines[fp] = p
+        return p
+
+
+def build_error(kir: KernelIR, src: str, exc: Exception, adapter: Any) -> KernelCompileError:
+    """The KernelCompileError for a shader module or pipeline the device refused."""
+    text = str(exc).strip()
+    line = wgsl.python_line(src, text)
+    where = adapter.info.get("device") or "the WebGPU adapter"
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    at = line if line is not None else kir.first_line
+    return KernelCompileError(
+        f"{kir.filename}:{at}: the shader compiler of {where} refused kernel {kir.name!r}"
+        f"{'' if line is not None else ' in generated code'}: {first}\nThis is a bug in ringcore's WGSL target "
+        "or a device limit; run the kernel on the cpu backend meanwhile and report it with `ringcore info`",
+        filename=kir.filename, line=at, construct="wgsl pipeline", target="wgsl")
+
+
+_contexts: dict[int, DeviceContext] = {}
+_contexts_lock = threading.Lock()
+
+
+def context_for(adapter: Any, key: int) -> DeviceContext:
+    """The process's DeviceContext of the ``key``-th adapter (created on first use, again after a loss)."""
+    with _contexts_lock:
+        dc = _contexts.get(key)
+        if dc is None or dc.lost is not None:
+            try:
+                dc = _contexts[key] = DeviceContext(adapter)
+            except Exception as exc:
+                raise BackendError(f"the WebGPU adapter {adapter.info.get('device')!r} could not create a "
+                                   f"device ({type(exc).__name__}: {exc})") from None
+        return dc
