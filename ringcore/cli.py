@@ -78,7 +78,7 @@ class CommandLine:
 
         ``devices [--json]`` prints ``probe()`` (a ProbeResult): each device with its details; exit 1 when
         the backend is unavailable. ``bench [--quick] [--json] [--device-index I]`` prints the figures of
-        ``bench(quick=..., device_index=...)`` (``ringcore.bench.Figure``\ s) as ``ringcore bench`` does,
+        ``bench(quick=..., device_index=...)`` (a list of ``ringcore.bench.Figure``) as ``ringcore bench`` does,
         and exits 0 whatever they are (gate on the ``status`` fields of ``--json``).
         """
         import json

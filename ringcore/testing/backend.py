@@ -56,6 +56,7 @@ __all__ = [
     "wait_until",
     "wait_processed",
     "receive_n",
+    "StandInCpu",
 ]
 
 #: Upper bound on any wait that must complete; only a hang reaches it.
@@ -63,6 +64,23 @@ PATIENCE = 30.0
 
 
 # -- helpers ----------------------------------------------------------------------
+
+
+class StandInCpu:
+    """A plugin registering a stand-in ``cpu`` backend (priority 100, available, never run): for a device
+    backend's tests of how ``auto`` ranks it, in a registry that loads only that backend::
+
+        reg = PluginRegistry(load=["mydevice"], plugins=[StandInCpu()])
+        assert reg.select("auto").name == "cpu"  # on a software device
+    """
+
+    @ringcore.hookimpl
+    def register_backends(self, register: Callable[[Any], None]) -> None:
+        from ringcore.plugins import BackendSpec, ProbeResult
+        from ringcore.runtime import DeviceInfo
+
+        register(BackendSpec(name="cpu", priority=100, factory=lambda **kw: None, package="ringcore-cpu",
+                             probe=lambda: ProbeResult(True, "stand-in", (DeviceInfo("host", "cpu", False),))))
 
 
 def wait_until(predicate: Callable[[], Any], what: str, timeout: float = PATIENCE) -> None:

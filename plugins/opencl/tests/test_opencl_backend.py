@@ -18,10 +18,9 @@ import ringcore
 from ringcore import BackendError, KernelCompileError, TerminationTimeoutError
 from ringcore.cli import main as cli_main
 from ringcore.lang.targets import opencl as opencl_target
-from ringcore.plugins import BackendSpec, PluginRegistry, ProbeResult, get_registry, use_registry
-from ringcore.runtime import DeviceInfo
+from ringcore.plugins import PluginRegistry, get_registry, use_registry
+from ringcore.testing import StandInCpu, wait_until
 from ringcore.testing import kernels as K
-from ringcore.testing import wait_until
 
 
 def test_entry_point_and_priority():
@@ -48,17 +47,8 @@ def test_probe_reports_pocl_as_software_with_its_capabilities():
     assert pocl and all(not d.accelerator and d.kind == "software" for d in pocl)
 
 
-class _FakeCpu:
-    """A stand-in cpu backend (priority 100, never used to run anything)."""
-
-    @ringcore.hookimpl
-    def register_backends(self, register):
-        register(BackendSpec(name="cpu", priority=100, factory=lambda **kw: None, package="ringcore-cpu",
-                             probe=lambda: ProbeResult(True, "stand-in", (DeviceInfo("host", "cpu", False),))))
-
-
 def test_auto_prefers_the_cpu_backend_to_a_software_opencl_device():
-    reg = PluginRegistry(load=["opencl"], plugins=[_FakeCpu()])
+    reg = PluginRegistry(load=["opencl"], plugins=[StandInCpu()])
     if reg.probe("opencl").accelerator:
         pytest.skip("this machine has an OpenCL GPU: auto picks opencl here, as it should")
     assert reg.select("auto").name == "cpu"
@@ -72,7 +62,7 @@ def test_no_platform_is_unavailable_with_the_reason(monkeypatch, capsys):
     monkeypatch.setattr(cl, "get_platforms", none)
     res = probe()
     assert not res.available and "no OpenCL platform" in res.reason and "pyopencl[pocl]" in res.reason
-    reg = PluginRegistry(load=["opencl"], plugins=[_FakeCpu()])
+    reg = PluginRegistry(load=["opencl"], plugins=[StandInCpu()])
     with use_registry(reg):
         assert cli_main(["info"]) == 0  # never an exception out of `ringcore info`
         assert reg.select("auto").name == "cpu"
