@@ -43,7 +43,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BENCHMARKS", "Figure", "format_figures", "format_table", "machine_info", "main", "run_benchmarks"]
+__all__ = ["BENCHMARKS", "Figure", "format_figures", "format_table", "machine_info", "main", "run_benchmarks",
+           "device_figures", "vector_add_requests", "DEVICE_BATCH"]
 
 RAY_CALLS_PER_S = (2_000, 8_700)
 """Ray's published rate for 1:1 synchronous actor calls (calls/s), quoted, not measured."""
@@ -398,6 +399,103 @@ BENCHMARKS: dict[str, Callable[..., list[Figure]]] = {
     "execution": bench_execution,
     "lang": bench_lang,
 }
+
+
+# -- device backends: the figures every device backend prints (``ringcore <backend> bench``) -------------
+
+#: Messages per batch of the device backends' vector add figure.
+DEVICE_BATCH = 65_536
+
+
+def vector_add_requests(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` vector-add requests (16 random f32 per operand) and the sums a kernel must reply."""
+    from .demo.vector_add import Operands
+
+    rng = np.random.default_rng(3)
+    req = Operands.array(count)
+    req["a"] = rng.standard_normal((count, 16), dtype=np.float32)
+    req["b"] = rng.standard_normal((count, 16), dtype=np.float32)
+    return req, req["a"] + req["b"]
+
+
+def _kernel_loop_rate(make_runtime: Callable[[], Any], repeats: int) -> tuple[float, bool]:
+    """Vector add through a kernel's loop, batches of DEVICE_BATCH: (msg/s median, replies correct)."""
+    from .demo.vector_add import vector_add
+
+    req, expected = vector_add_requests(DEVICE_BATCH)
+    times, ok = [], True
+    with make_runtime() as rt:
+        k = rt.launch(vector_add, input_capacity=DEVICE_BATCH, output_capacity=DEVICE_BATCH, max_batch=DEVICE_BATCH,
+                      auto_activate=False, mode="event_driven")
+        slots = k._slots(req, first_corr=1, flags=0, priority=1)
+        for _ in range(repeats + 1):
+            k.input_queue.push_many(slots)
+            t0 = time.perf_counter()
+            k.loop.process(k.loop._pop(k.input_queue, DEVICE_BATCH))  # as the kernel's thread drains it
+            times.append(time.perf_counter() - t0)
+            got = k.output_queue.pop_many()
+            ok = ok and len(got) == DEVICE_BATCH and bool(np.array_equal(got["payload"]["c"], expected))
+        k.terminate()
+    return DEVICE_BATCH / statistics.median(times[1:]), ok
+
+
+def _one_message_us(make_runtime: Callable[[], Any], repeats: int) -> float:
+    """Median µs of ``executor.run_one`` on vector add: the host loop's path for a message that arrives alone."""
+    from .demo.vector_add import vector_add
+    from .message import MessageHeader
+
+    req, _ = vector_add_requests(1)
+    with make_runtime() as rt:
+        k = rt.launch(vector_add, auto_activate=False, mode="event_driven")
+        slots = k._slots(req, first_corr=1, flags=0, priority=1)
+        ex = k.loop.executor
+        header, payload = MessageHeader._make(slots["header"][0].tolist()), slots["payload"][0]
+        ex.run_one(header, payload)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            ex.run_one(header, payload)
+            times.append(time.perf_counter() - t0)
+        k.terminate()
+    return statistics.median(times) * 1e6
+
+
+def device_figures(bench: str, make_runtime: Callable[[], Any], where: str, *, quick: bool,
+                   loop_target: float | None, dispatch_target: float | None, what: str = "one dispatch") -> list[Figure]:
+    """The two figures of a device backend, each next to the CPU backend measured in the same run (when
+    ringcore-cpu is installed): vector add through the kernel's loop (batches of DEVICE_BATCH), and the
+    per-dispatch overhead of a message that arrives alone.
+
+    :param make_runtime: creates the backend's runtime (a context manager).
+    :param where: the device, for the figures' names.
+    :param what: how the backend runs a batch, for the notes ("one NDRange", "one dispatch").
+    """
+    import importlib.util
+
+    cpu: Callable[[], Any] | None = None
+    if importlib.util.find_spec("ringcore_cpu") is not None:
+        from ringcore_cpu import CpuRuntime
+
+        cpu = CpuRuntime
+    reps = 3 if quick else 9
+    rate, ok = _kernel_loop_rate(make_runtime, reps)
+    base, base_ok = _kernel_loop_rate(cpu, reps) if cpu is not None else (None, True)
+    n = 300 if quick else 3000
+    one = _one_message_us(make_runtime, n)
+    one_base = _one_message_us(cpu, n) if cpu is not None else None
+    return [
+        Figure(bench, f"vector add kernel loop (16 f32/msg, batches of {DEVICE_BATCH:,}) on {where}", rate, "msg/s",
+               base, "cpu backend, numpy target, same loop" if cpu is not None else "", target=loop_target,
+               note=f"drain a batch, {what}, read back, publish replies; replies checked against numpy"
+                    + ("" if ok and base_ok else " -- WRONG REPLIES"),
+               details={"batch": DEVICE_BATCH, "replies_correct": ok and base_ok}),
+        Figure(bench, f"per-dispatch overhead, one-message batch, on {where}", one, "us", one_base,
+               "cpu backend executor, one message" if cpu is not None else "", target=dispatch_target,
+               higher_is_better=False,
+               note=f"executor.run_one, the host loop's path for a message that arrives alone: write it, {what}, "
+                    "wait, read the status and reply (median)",
+               details={"repeats": n}),
+    ]
 
 
 def machine_info() -> dict[str, Any]:

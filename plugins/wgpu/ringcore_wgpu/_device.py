@@ -10,12 +10,14 @@ import tempfile
 import threading
 from typing import Any
 
+import numpy as np
+
 from ringcore.errors import BackendError, BackendUnavailableError, KernelCompileError
 from ringcore.lang.ir import KernelIR
 from ringcore.lang.targets import wgsl
 from ringcore.runtime import DeviceInfo
 
-__all__ = ["adapters", "adapter_info", "pick_adapter", "DeviceContext", "context_for", "LIMITS"]
+__all__ = ["adapters", "adapter_info", "pick_adapter", "DeviceContext", "context_for", "LIMITS", "Reader"]
 
 #: The limits that matter to ringcore, in WebGPU's spelling (reported by the probe, requested at their
 #: adapter maximum for the device).
@@ -148,6 +150,62 @@ def build_error(kir: KernelIR, src: str, exc: Exception, adapter: Any) -> Kernel
         f"{'' if line is not None else ' in generated code'}: {first}\nThis is a bug in ringcore's WGSL target "
         "or a device limit; run the kernel on the cpu backend meanwhile and report it with `ringcore info`",
         filename=kir.filename, line=at, construct="wgsl pipeline", target="wgsl")
+
+
+class Reader:
+    """Reads a MAP_READ buffer after the work submitted before it, on the calling thread.
+
+    wgpu-py's ``map_sync`` hands the wait to its per-device poll thread and back (two thread wake-ups,
+    about 170 µs on a small VM even with nothing to wait for); ``queue.on_submitted_work_done_sync`` is
+    broken in 0.32. This maps through wgpu-native directly: ``wgpuBufferMapAsync``, then
+    ``wgpuDevicePoll(wait=True)`` on this thread until the map's callback ran (the poll returns once the
+    submitted work is done), copy, unmap: the read-back is the completion wait. Where wgpu-native's
+    functions are not reachable (another wgpu-py), it falls back to the public ``map_sync``.
+    """
+
+    def __init__(self, device: Any) -> None:
+        self.device = device
+        self._done = False
+        self._status = 0
+        try:
+            from wgpu.backends.wgpu_native._api import ffi, lib, libf, new_struct
+
+            self._ffi, self._lib, self._libf = ffi, lib, libf
+
+            @ffi.callback("void(WGPUMapAsyncStatus, WGPUStringView, void *, void *)")
+            def mapped(status: int, _message: Any, _u1: Any, _u2: Any) -> None:
+                self._status = status
+                self._done = True
+
+            self._callback = mapped  # kept alive as long as the reader
+            self._info = new_struct("WGPUBufferMapCallbackInfo", mode=lib.WGPUCallbackMode_AllowProcessEvents,
+                                    callback=mapped)
+            self.direct = True
+        except Exception:  # another wgpu-py layout: the public, slower path
+            self.direct = False
+
+    def read(self, buf: Any, size: int) -> np.ndarray:
+        """``size`` bytes (a multiple of 4) from the start of ``buf``, once the submitted work is done."""
+        if not self.direct:
+            import wgpu
+
+            buf.map_sync(wgpu.MapMode.READ, 0, size)
+            try:
+                return np.frombuffer(buf.read_mapped(0, size), np.uint8).copy()
+            finally:
+                buf.unmap()
+        libf, lib, ffi = self._libf, self._lib, self._ffi
+        self._done = False
+        libf.wgpuBufferMapAsync(buf._internal, lib.WGPUMapMode_Read, 0, size, self._info)
+        while not self._done:
+            libf.wgpuDevicePoll(self.device._internal, True, ffi.NULL)
+        if self._status != lib.WGPUMapAsyncStatus_Success:
+            raise RuntimeError(f"could not map the read-back buffer (status {self._status}); the device may be lost")
+        try:
+            ptr = libf.wgpuBufferGetConstMappedRange(buf._internal, 0, size)
+            return np.frombuffer(ffi.buffer(ptr, size), np.uint8).copy()
+        finally:
+            libf.wgpuBufferUnmap(buf._internal)
 
 
 _contexts: dict[int, DeviceContext] = {}

@@ -106,6 +106,9 @@ class WgpuExecutor:
         self.lock = threading.Lock()  # the device's buffers: the loop's thread vs read_state callers
         self.limit = runtime.max_binding_bytes
         self.lanes = self._max_lanes()
+        self.reader = _device.Reader(self.device)
+        self._params_sent: bytes | None = None
+        self._params_buf: Any = None
         self._bufs: dict[str, Any] = {}
         self._bind: Any = None
         self._one = np.zeros(1, handle.kernel.input_spec.slot_dtype)
@@ -233,7 +236,10 @@ class WgpuExecutor:
                           outbox_capacity=capacity, max_hops=self.runtime.max_hops, dir_len=dir_len)
         try:
             q = self.device.queue
-            self._write(params_buf, params)
+            raw_params = params.tobytes()
+            if raw_params != self._params_sent or params_buf is not self._params_buf:
+                self._write(params_buf, params)  # unchanged between most one-message dispatches: skipped
+                self._params_sent, self._params_buf = raw_params, params_buf
             if n:
                 self._write(dev_in, batch)
             if self.outbox_live:
@@ -259,12 +265,7 @@ class WgpuExecutor:
             if not total:
                 return BatchResult(np.zeros(0, self.out_dtype) if self.out_dtype is not None else None,
                                    np.zeros(0, bool), np.zeros(0, bool))
-            # Mapping waits for the submitted work: the read-back is the completion wait.
-            readback.map_sync(wgpu.MapMode.READ, 0, total)
-            try:
-                raw = np.frombuffer(readback.read_mapped(0, total), np.uint8).copy()
-            finally:
-                readback.unmap()
+            raw = self.reader.read(readback, total)  # waits for the submitted work: the completion wait
         except BackendError:
             raise
         except Exception as exc:
