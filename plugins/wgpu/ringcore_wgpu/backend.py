@@ -374,7 +374,13 @@ class WgpuExecutor:
 
 def _concat(parts: list[BatchResult], lanes: int) -> BatchResult:
     """One BatchResult for a batch that ran as several dispatches of at most ``lanes`` messages."""
-    replies = None if parts[0].replies is None else np.concatenate([p.replies for p in parts])
+    replies = None
+    if parts[0].replies is not None:  # filled part by part: np.concatenate would repack the record dtype
+        replies = np.empty(sum(len(p.replies) for p in parts), parts[0].replies.dtype)
+        at = 0
+        for p in parts:
+            replies[at:at + len(p.replies)] = p.replies
+            at += len(p.replies)
     errors = [(k * lanes + i, code, text) for k, p in enumerate(parts) for i, code, text in p.errors]
     return BatchResult(replies, np.concatenate([p.has_reply for p in parts]),
                        np.concatenate([p.forwarded for p in parts]), errors)
