@@ -130,6 +130,8 @@ class WgpuExecutor:
         if self.sends:
             per_lane.append(4 * a.record_words * self.per_lane)
         lanes = min(self.limit // max(1, b) for b in per_lane)
+        # The read-back buffer holds a dispatch's status words, replies and outbox together.
+        lanes = min(lanes, self.dc.limits["max-buffer-size"] // sum(per_lane[1:]))
         if lanes < 1:
             raise BackendError(
                 f"kernel {self.handle.name!r}: one message needs {max(per_lane):,} bytes of a storage buffer, more "
