@@ -33,12 +33,24 @@ def _ensure_env() -> None:
         os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="ringcore-xdg-")
 
 
-def adapters() -> list[Any]:
-    """Every WebGPU adapter wgpu-native finds, in its order (GPUs and software adapters)."""
-    _ensure_env()
-    import wgpu
+_adapters: list[Any] | None = None
+_adapters_lock = threading.Lock()
 
-    return list(wgpu.gpu.enumerate_adapters_sync())
+
+def adapters() -> list[Any]:
+    """Every WebGPU adapter wgpu-native finds, in its order (GPUs and software adapters).
+
+    Enumerated once per process and kept: an adapter object released (by the garbage collector, in
+    whatever thread) while another thread uses a device can abort the process on Mesa's GL adapter.
+    """
+    global _adapters
+    with _adapters_lock:
+        if _adapters is None:
+            _ensure_env()
+            import wgpu
+
+            _adapters = list(wgpu.gpu.enumerate_adapters_sync())
+        return _adapters
 
 
 def _is_software(info: Any) -> bool:
@@ -107,7 +119,13 @@ class DeviceContext:
         self.bind_layout = self.device.create_bind_group_layout(entries=entries)
         self.layout = self.device.create_pipeline_layout(bind_group_layouts=[self.bind_layout])
         self._pipelines: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        #: Held around every use of the device (buffers, pipelines, dispatches, read-backs). Two threads using
+        #: one wgpu-native device at once can abort the process (seen with wgpu-py 0.32 on Mesa's GL
+        #: adapter); its queue runs one thing at a time anyway.
+        self.lock = threading.RLock()
+        self._lock = self.lock
+        #: Every read-back from this device (see Reader).
+        self.reader = Reader(self.device, self.lock)
         self.builds = 0  # pipelines built (for tests: the cache's effect is observable)
 
     def mark_lost(self, why: str) -> None:
@@ -126,13 +144,13 @@ class DeviceContext:
         if p is not None:
             return p
         src = wgsl.emit(kir)
-        try:
-            module = self.device.create_shader_module(code=src, label=kir.name)
-            p = self.device.create_compute_pipeline(layout=self.layout, label=kir.name,
-                                                    compute={"module": module, "entry_point": wgsl.ENTRY_POINT})
-        except Exception as exc:  # GPUValidationError and friends: naga's or the driver's message
-            raise build_error(kir, src, exc, self.adapter) from None
-        with self._lock:
+        with self.lock:
+            try:
+                module = self.device.create_shader_module(code=src, label=kir.name)
+                p = self.device.create_compute_pipeline(layout=self.layout, label=kir.name,
+                                                        compute={"module": module, "entry_point": wgsl.ENTRY_POINT})
+            except Exception as exc:  # GPUValidationError and friends: naga's or the driver's message
+                raise build_error(kir, src, exc, self.adapter) from None
             self.builds += 1
             self._pipelines[fp] = p
         return p
@@ -163,8 +181,11 @@ class Reader:
     functions are not reachable (another wgpu-py), it falls back to the public ``map_sync``.
     """
 
-    def __init__(self, device: Any) -> None:
+    def __init__(self, device: Any, lock: Any) -> None:
         self.device = device
+        # The device's lock (DeviceContext.lock): every read of this backend goes through here, none through
+        # wgpu-py's poll thread, which then never polls.
+        self._lock = lock
         self._done = False
         self._status = 0
         try:
@@ -195,28 +216,45 @@ class Reader:
             finally:
                 buf.unmap()
         libf, lib, ffi = self._libf, self._lib, self._ffi
-        self._done = False
-        libf.wgpuBufferMapAsync(buf._internal, lib.WGPUMapMode_Read, 0, size, self._info)
-        while not self._done:
-            libf.wgpuDevicePoll(self.device._internal, True, ffi.NULL)
-        if self._status != lib.WGPUMapAsyncStatus_Success:
-            raise RuntimeError(f"could not map the read-back buffer (status {self._status}); the device may be lost")
-        try:
-            ptr = libf.wgpuBufferGetConstMappedRange(buf._internal, 0, size)
-            return np.frombuffer(ffi.buffer(ptr, size), np.uint8).copy()
-        finally:
-            libf.wgpuBufferUnmap(buf._internal)
+        with self._lock:
+            self._done = False
+            libf.wgpuBufferMapAsync(buf._internal, lib.WGPUMapMode_Read, 0, size, self._info)
+            while not self._done:
+                libf.wgpuDevicePoll(self.device._internal, True, ffi.NULL)
+            if self._status != lib.WGPUMapAsyncStatus_Success:
+                raise RuntimeError(f"could not map the read-back buffer (status {self._status}); the device may "
+                                   "be lost")
+            try:
+                ptr = libf.wgpuBufferGetConstMappedRange(buf._internal, 0, size)
+                return np.frombuffer(ffi.buffer(ptr, size), np.uint8).copy()
+            finally:
+                libf.wgpuBufferUnmap(buf._internal)
+
+    def copy_and_read(self, src: Any, size: int, staging: Any) -> np.ndarray:
+        """``size`` bytes of the storage buffer ``src``, through ``staging`` (MAP_READ | COPY_DST, big enough)."""
+        with self._lock:
+            enc = self.device.create_command_encoder()
+            enc.copy_buffer_to_buffer(src, 0, staging, 0, size)
+            self.device.queue.submit([enc.finish()])
+            return self.read(staging, size)
 
 
 _contexts: dict[int, DeviceContext] = {}
 _contexts_lock = threading.Lock()
 
 
+# Contexts whose device was lost: kept, so that their objects are never released while another device runs.
+_retired: list[DeviceContext] = []
+
+
 def context_for(adapter: Any, key: int) -> DeviceContext:
     """The process's DeviceContext of the ``key``-th adapter (created on first use, again after a loss)."""
     with _contexts_lock:
         dc = _contexts.get(key)
-        if dc is None or dc.lost is not None:
+        if dc is not None and dc.lost is not None:
+            _retired.append(dc)
+            dc = None
+        if dc is None:
             try:
                 dc = _contexts[key] = DeviceContext(adapter)
             except Exception as exc:

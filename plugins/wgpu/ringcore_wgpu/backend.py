@@ -106,12 +106,18 @@ class WgpuExecutor:
         self.lock = threading.Lock()  # the device's buffers: the loop's thread vs read_state callers
         self.limit = runtime.max_binding_bytes
         self.lanes = self._max_lanes()
-        self.reader = _device.Reader(self.device)
+        self.reader = dc.reader
         self._params_sent: bytes | None = None
         self._params_buf: Any = None
         self._bufs: dict[str, Any] = {}
         self._bind: Any = None
         self._one = np.zeros(1, handle.kernel.input_spec.slot_dtype)
+        with dc.lock:
+            self._create_state(handle)
+        self.closed = False
+
+    def _create_state(self, handle: KernelHandle) -> None:
+        a = self.abi
         st = handle.state_array
         self.state_bytes = a.state_bytes if st is not None else 0
         size = max(16, -(-self.state_bytes // 16) * 16)
@@ -119,7 +125,6 @@ class WgpuExecutor:
         if st is not None and self.state_bytes:
             self._write(self.state_buf, np.ascontiguousarray(st).view(np.uint8))
         self.snapshot_buf = self._new("state snapshot", size, _BU.COPY_SRC | _BU.COPY_DST) if self.sends else None
-        self.closed = False
 
     # -- buffers ---------------------------------------------------------------------
 
@@ -153,7 +158,7 @@ class WgpuExecutor:
             if cur is not None:
                 cur.destroy()
             cur = self._bufs[role] = self._new(role, size, usage)
-            if role != "readback":
+            if not usage & _BU.MAP_READ:  # a bound buffer changed
                 self._bind = None
         return cur
 
@@ -210,7 +215,7 @@ class WgpuExecutor:
     # -- running a batch -------------------------------------------------------------
 
     def run(self, batch: np.ndarray) -> BatchResult:
-        with self.lock:
+        with self.lock, self.dc.lock:
             if len(batch) <= self.lanes:
                 return self._run(batch)
             parts = [self._run(batch[i:i + self.lanes]) for i in range(0, len(batch), self.lanes)]
@@ -299,6 +304,12 @@ class WgpuExecutor:
         sites = np.where(bad != 0, status & ~np.uint32(wgsl.STATUS_FAILED), 0).astype(np.uint32)
         return BatchResult(replies, status == wgsl.STATUS_REPLIED, env.forwarded, lane_errors(kir, sites))
 
+    def _read_back(self, buf: Any) -> np.ndarray:
+        """The state record's bytes from ``buf`` (the state or its snapshot), through the device's reader."""
+        size = -(-self.state_bytes // 4) * 4
+        staging = self._buffer("state readback", size, _BU.MAP_READ | _BU.COPY_DST)
+        return self.reader.copy_and_read(buf, size, staging)[:self.state_bytes].copy()
+
     def _outbox_records(self, records: np.ndarray) -> list[OutboxRecord]:
         """The WGSL outbox's records as the core's OutboxRecords (with the device's answers), in lane order."""
         a = self.abi
@@ -326,8 +337,7 @@ class WgpuExecutor:
         st = self.handle.state_array
         state = None
         if st is not None and self.state_bytes:
-            state = np.frombuffer(self.device.queue.read_buffer(self.snapshot_buf, 0, self.snapshot_buf.size),
-                                  np.uint8)[:self.state_bytes].copy().view(st.dtype)
+            state = self._read_back(self.snapshot_buf).view(st.dtype)
         result = self._numpy.run(batch, state)
         if state is not None:
             self._write(self.state_buf, state)
@@ -342,25 +352,22 @@ class WgpuExecutor:
         st = self.handle.state_array
         if st is None:
             return None
-        with self.lock:
+        with self.lock, self.dc.lock:
             if self.closed or not self.state_bytes:
                 return st.copy()
             try:
-                raw = np.frombuffer(self.device.queue.read_buffer(self.state_buf, 0, self.state_buf.size), np.uint8)
+                return self._read_back(self.state_buf).view(st.dtype)
             except Exception as exc:
                 raise self._device_error("reading the state", exc) from None
-            return raw[:self.state_bytes].copy().view(st.dtype)
 
     def close(self) -> None:
-        with self.lock:
+        with self.lock, self.dc.lock:
             if self.closed:
                 return
             st = self.handle.state_array
             try:
                 if st is not None and self.state_bytes and self.dc.lost is None:  # the final state stays readable
-                    raw = np.frombuffer(self.device.queue.read_buffer(self.state_buf, 0, self.state_buf.size),
-                                        np.uint8)
-                    st.view(np.uint8)[:] = raw[:self.state_bytes]
+                    st.view(np.uint8)[:] = self._read_back(self.state_buf)
             except Exception as exc:  # a lost device: the last state copied back is what remains
                 log.warning("ringcore: kernel %r: its final state could not be read back: %s", self.handle.name, exc)
             finally:
@@ -372,6 +379,8 @@ class WgpuExecutor:
                         except Exception:  # noqa: S110 - a lost device has freed them already
                             pass
                 self._bufs.clear()
+                # Released here, under the device's lock, rather than whenever the executor is collected.
+                self.state_buf = self.snapshot_buf = self._bind = None
 
 
 def _concat(parts: list[BatchResult], lanes: int) -> BatchResult:
