@@ -57,6 +57,7 @@ __all__ = [
     "wait_processed",
     "receive_n",
     "StandInCpu",
+    "AbstractPluginTests",
 ]
 
 #: Upper bound on any wait that must complete; only a hang reaches it.
@@ -64,6 +65,50 @@ PATIENCE = 30.0
 
 
 # -- helpers ----------------------------------------------------------------------
+
+
+class AbstractPluginTests:
+    """What a backend plugin's packaging must do, for its suite to subclass::
+
+        class TestMyPlugin(AbstractPluginTests):
+            backend, priority, package = "mydevice", 250, "ringcore-mydevice"
+            plugin_module = "ringcore_mydevice.plugin"   # the entry point
+            device_modules = ("mydevicelib",)            # what importing the entry point must not import
+    """
+
+    backend: ClassVar[str]
+    priority: ClassVar[int]
+    package: ClassVar[str]
+    plugin_module: ClassVar[str]
+    device_modules: ClassVar[tuple[str, ...]] = ()
+
+    def test_the_entry_point_registers_the_backend(self) -> None:
+        import importlib.metadata as md
+
+        from ringcore.plugins import get_registry
+
+        eps = [e for e in md.entry_points(group="ringcore") if e.name == self.backend]
+        assert [e.value for e in eps] == [self.plugin_module]
+        spec = get_registry().backend_spec(self.backend)
+        assert (spec.name, spec.priority, spec.package) == (self.backend, self.priority, self.package)
+
+    def test_importing_the_plugin_imports_no_device_library(self) -> None:
+        import subprocess
+        import sys
+
+        mods = list(self.device_modules)
+        code = f"import sys, {self.plugin_module}; print([m for m in {mods!r} if m in sys.modules])"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == "[]", f"importing {self.plugin_module} imported {out.stdout.strip()}"
+
+    def test_auto_prefers_the_cpu_backend_to_a_software_device(self) -> None:
+        from ringcore.plugins import PluginRegistry
+
+        reg = PluginRegistry(load=[self.backend], plugins=[StandInCpu()])
+        if reg.probe(self.backend).accelerator:
+            pytest.skip(f"this machine has a real accelerator for {self.backend}: auto picks it here, as it should")
+        assert reg.select("auto").name == "cpu"
+        assert reg.select(self.backend).name == self.backend
 
 
 class StandInCpu:

@@ -3,10 +3,6 @@ program caching, and bad input (a build failure, a queue too large for the devic
 
 from __future__ import annotations
 
-import importlib.metadata as md
-import subprocess
-import sys
-
 import numpy as np
 import pyopencl as cl
 import pytest
@@ -19,21 +15,14 @@ from ringcore import BackendError, KernelCompileError, TerminationTimeoutError
 from ringcore.cli import main as cli_main
 from ringcore.lang.targets import opencl as opencl_target
 from ringcore.plugins import PluginRegistry, get_registry, use_registry
-from ringcore.testing import StandInCpu, wait_until
+from ringcore.testing import AbstractPluginTests, StandInCpu, wait_until
 from ringcore.testing import kernels as K
 
 
-def test_entry_point_and_priority():
-    eps = [ep for ep in md.entry_points(group="ringcore") if ep.name == "opencl"]
-    assert [ep.value for ep in eps] == ["ringcore_opencl.plugin"]
-    spec = get_registry().backend_spec("opencl")
-    assert (spec.name, spec.priority, spec.package) == ("opencl", 300, "ringcore-opencl")
-
-
-def test_plugin_import_does_not_import_pyopencl():
-    code = "import sys, ringcore_opencl.plugin; print('pyopencl' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+class TestPlugin(AbstractPluginTests):
+    backend, priority, package = "opencl", 300, "ringcore-opencl"
+    plugin_module = "ringcore_opencl.plugin"
+    device_modules = ("pyopencl",)
 
 
 def test_probe_reports_pocl_as_software_with_its_capabilities():
@@ -45,14 +34,6 @@ def test_probe_reports_pocl_as_software_with_its_capabilities():
             assert key in d.details
     pocl = [d for d in res.devices if "Portable" in d.details["platform"]]
     assert pocl and all(not d.accelerator and d.kind == "software" for d in pocl)
-
-
-def test_auto_prefers_the_cpu_backend_to_a_software_opencl_device():
-    reg = PluginRegistry(load=["opencl"], plugins=[StandInCpu()])
-    if reg.probe("opencl").accelerator:
-        pytest.skip("this machine has an OpenCL GPU: auto picks opencl here, as it should")
-    assert reg.select("auto").name == "cpu"
-    assert reg.select("opencl").name == "opencl"
 
 
 def test_no_platform_is_unavailable_with_the_reason(monkeypatch, capsys):

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import logging
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,23 +15,16 @@ from ringcore.cli import main as cli_main
 from ringcore.lang import lower
 from ringcore.lang.targets import wgsl
 from ringcore.plugins import PluginRegistry, get_registry, use_registry
-from ringcore.testing import StandInCpu, wait_until
+from ringcore.testing import AbstractPluginTests, StandInCpu, wait_until
 from ringcore.testing import kernels as K
 
 # -- the plugin and its probe --------------------------------------------------------------
 
 
-def test_the_entry_point_registers_the_backend():
-    eps = [e for e in md.entry_points(group="ringcore") if e.name == "wgpu"]
-    assert eps and eps[0].value == "ringcore_wgpu.plugin"
-    spec = get_registry().backend_spec("wgpu")
-    assert (spec.name, spec.priority, spec.package) == ("wgpu", 200, "ringcore-wgpu")
-
-
-def test_plugin_import_does_not_import_wgpu():
-    code = "import sys, ringcore_wgpu.plugin; print('wgpu' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+class TestPlugin(AbstractPluginTests):
+    backend, priority, package = "wgpu", 200, "ringcore-wgpu"
+    plugin_module = "ringcore_wgpu.plugin"
+    device_modules = ("wgpu",)
 
 
 def test_probe_reports_the_software_adapter_with_its_limits():
@@ -47,14 +37,6 @@ def test_probe_reports_the_software_adapter_with_its_limits():
         assert d.details["backend_type"] in ("Vulkan", "Metal", "D3D12", "OpenGL", "OpenGLES", "Null")
     soft = [d for d in res.devices if d.details["software"]]
     assert all(not d.accelerator and d.kind == "software" for d in soft)
-
-
-def test_auto_prefers_the_cpu_backend_to_a_software_adapter():
-    reg = PluginRegistry(load=["wgpu"], plugins=[StandInCpu()])
-    if reg.probe("wgpu").accelerator:
-        pytest.skip("this machine has a WebGPU GPU: auto picks wgpu over cpu here, as it should")
-    assert reg.select("auto").name == "cpu"
-    assert reg.select("wgpu").name == "wgpu"
 
 
 def test_no_adapter_is_unavailable_with_the_reason(monkeypatch, capsys):
