@@ -126,7 +126,8 @@ class OpenclExecutor:
         self._host: dict[str, np.ndarray] = {}  # role -> host-visible bytes (SVM when self.svm)
         self._dev: dict[str, Any] = {}  # role -> device buffer (without SVM)
         self._generation = 0  # bumped when a region is reallocated: the kernel's arguments are set again
-        self._args: tuple[int, int] | None = None  # (n, generation) the kernel's arguments were set for
+        self._args: tuple[int, int, str] | None = None  # (n, generation, input role) the arguments were set for
+        self._in_role = "input"  # the region the next launch reads its input slots from
         self._one: tuple[int, np.ndarray, np.ndarray, np.ndarray | None] | None = None  # run_one's views
         self.env = self._region("env", c.ENV_DTYPE.itemsize)[:c.ENV_DTYPE.itemsize].view(c.ENV_DTYPE)
         # What the device last saw of the environment (without SVM): a kernel that neither sends nor reads
@@ -211,9 +212,12 @@ class OpenclExecutor:
             cl.enqueue_copy(self.queue, self._host[role][:nbytes], self._dev[role], is_blocking=blocking)
 
     def batch_buffer(self, n: int) -> np.ndarray:
-        """Room for a batch of ``n`` input slots where the device reads them (the host loop pops into it)."""
+        """Room for a batch of ``n`` input slots where the device reads them (the host loop pops into it).
+
+        Its own region: the host loop may hand ``run`` a subset of such a batch (messages of the kernel's
+        type) and still read the whole batch's headers afterwards, so a subset is copied elsewhere."""
         nbytes = n * self.sym.slot_size
-        return self._region("input", nbytes)[:nbytes].view(self.slot_dtype)
+        return self._region("popped", nbytes)[:nbytes].view(self.slot_dtype)
 
     def _ensure(self, n: int) -> None:
         """Check (at launch) that a full batch of ``n`` messages fits the device's allocation limit."""
@@ -253,12 +257,16 @@ class OpenclExecutor:
             local = self.local_size
             g = max(1, -(-n // local)) * local
         k = self.entry
+        role = self._in_role
         if self._args is None or self._args[1] != self._generation:
-            k.set_args(np.uint32(n), self._arg("input"), self._arg("replies"), self._arg("status"),
+            k.set_args(np.uint32(n), self._arg(role), self._arg("replies"), self._arg("status"),
                        self.state_buf, self._arg("env"), self._arg("outbox"))
-        elif self._args[0] != n:
-            k.set_arg(0, np.uint32(n))
-        self._args = (n, self._generation)
+        else:
+            if self._args[0] != n:
+                k.set_arg(0, np.uint32(n))
+            if self._args[2] != role:
+                k.set_arg(1, self._arg(role))
+        self._args = (n, self._generation, role)
         return cl.enqueue_nd_range_kernel(self.queue, k, (g,), (local,))
 
     def _await(self, done: Any, status: np.ndarray, n: int) -> None:
@@ -285,10 +293,13 @@ class OpenclExecutor:
         q = self.queue
         kir = self.kir
         nbytes = n * sym.slot_size
-        into = self._region("input", nbytes)
-        if batch.ctypes.data != into.ctypes.data:  # not popped straight into the device's buffer
-            into[:nbytes] = np.ascontiguousarray(batch).view(np.uint8).reshape(-1)
-        self._upload("input", nbytes)
+        popped = self._host.get("popped")
+        if popped is not None and batch.ctypes.data == popped.ctypes.data:  # popped where the device reads
+            self._in_role = "popped"
+        else:
+            self._in_role = "input"
+            self._region("input", nbytes)[:nbytes] = np.ascontiguousarray(batch).view(np.uint8).reshape(-1)
+        self._upload(self._in_role, nbytes)
         if kir.uses_now:
             base = h.clock.tick()  # the batch's ticks are (physical, logical + k), k = 0, 1, ...
             self.env["hlc_physical"] = base.physical
@@ -387,6 +398,7 @@ class OpenclExecutor:
             slot["header"][0] = header
             slot["payload"][0] = payload
             status[0] = _PENDING
+            self._in_role = "popped"
             self._await(self._launch(1, 0), status, 1)
             word = int(status[0])
             if word & c.STATUS_FAILED:

@@ -230,3 +230,28 @@ def test_termination_while_the_device_is_busy(mode):
     assert st.processed == done and done + st.unprocessed == 2000
     assert 0 < done < 2000
     rt.shutdown()
+
+
+@pytest.mark.parametrize("svm", [None, False], ids=["svm", "device-buffers"])
+def test_a_large_batch_with_a_wrong_type_keeps_every_header(svm):
+    """A batch popped straight into the device's buffer, run as the subset of the kernel's type: the host
+    still reads the whole batch's headers afterwards (replies matched to their requests, one error)."""
+    with OpenclRuntime(svm=svm) as rt:
+        n = 5000
+        h = rt.launch(K.echo, mode="event_driven", auto_activate=False, input_capacity=8192, output_capacity=8192,
+                      max_batch=8192)
+        msgs = K.Num.array(n)
+        msgs["value"] = np.arange(n)
+        slots = h._slots(msgs, first_corr=1, flags=0, priority=1)
+        slots["header"]["type_id"][2000] = h.in_spec.type_id + 1
+        h.input_queue.push_many(slots)
+        h.loop.process(h.loop._pop(h.input_queue, 8192))  # as the kernel's thread drains it
+        out = h.output_queue.pop_many()
+        assert len(out) == n
+        hdr = out["header"]
+        assert hdr["correlation_id"].tolist() == list(range(1, n + 1))
+        bad = (hdr["flags"] & int(ringcore.MessageFlags.ERROR)) != 0
+        assert np.flatnonzero(bad).tolist() == [2000]
+        assert int(hdr["status"][2000]) == int(ringcore.ErrorCode.WRONG_MESSAGE_TYPE)
+        ok = ~bad
+        assert (out["payload"]["doubled"][ok] == 2 * msgs["value"][ok]).all()
