@@ -69,6 +69,9 @@ class BatchExecutor(Protocol):
     executor may also define ``batch_buffer(n)``, returning room for ``n`` input slots where its
     device reads them (shared memory): large batches are then popped straight into it.
 
+    An executor whose device takes fewer messages per run than ``max_batch`` sets ``batch_limit``
+    (an int, read at every batch): the loop then runs larger batches as several runs, in order.
+
     An executor may also define ``run_one(header, payload)``, returning
     ``(reply, forwarded, error)`` for a single message: the reply as a tuple of
     the output type's field values (or None), whether the handler forwarded the
@@ -257,6 +260,23 @@ def run_as_batch_of_one(executor: Any, slot: np.ndarray, header: Any,
     return reply, bool(res.forwarded[0]), None
 
 
+def _concat(parts: list[BatchResult]) -> BatchResult:
+    """One BatchResult for consecutive parts of a batch, run one after the other."""
+    replies = None
+    if parts[0].replies is not None:  # filled part by part: np.concatenate would repack the record dtype
+        replies = np.empty(sum(len(p.replies) for p in parts), parts[0].replies.dtype)
+    errors = []
+    at = 0
+    for p in parts:
+        n = len(p.has_reply)
+        if replies is not None:
+            replies[at:at + n] = p.replies
+        errors += [(at + i, code, text) for i, code, text in p.errors]
+        at += n
+    return BatchResult(replies, np.concatenate([p.has_reply for p in parts]),
+                       np.concatenate([p.forwarded for p in parts]), errors)
+
+
 def _describe(exc: BaseException) -> str:
     tb = traceback.extract_tb(exc.__traceback__)
     where = ""
@@ -430,9 +450,16 @@ class HostLoop:
 
     def _run(self, batch: np.ndarray, ok: np.ndarray) -> BatchResult:
         if ok.all():
-            return self.executor.run(batch)
+            return self._run_all(batch)
         idx = np.flatnonzero(ok)
-        return self._expand(self.executor.run(batch[idx]), idx, len(batch))
+        return self._expand(self._run_all(batch[idx]), idx, len(batch))
+
+    def _run_all(self, batch: np.ndarray) -> BatchResult:
+        """``executor.run``, in runs of at most the executor's ``batch_limit`` messages."""
+        limit = getattr(self.executor, "batch_limit", None)
+        if limit is None or len(batch) <= limit:
+            return self.executor.run(batch)
+        return _concat([self.executor.run(batch[i:i + limit]) for i in range(0, len(batch), limit)])
 
     def _wrong_type(self, type_id: int) -> str:
         h = self.handle

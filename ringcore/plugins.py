@@ -34,6 +34,7 @@ from .runtime import DeviceInfo, RingKernelRuntime
 __all__ = [
     "BackendSpec",
     "ProbeResult",
+    "choose_device",
     "StoreSpec",
     "VmSpec",
     "PluginInfo",
@@ -79,6 +80,32 @@ class ProbeResult:
     def as_dict(self) -> dict[str, Any]:
         return {"available": self.available, "reason": self.reason, "accelerator": self.accelerator,
                 "devices": [d.as_dict() for d in self.devices]}
+
+    @classmethod
+    def of_devices(cls, devices: tuple[DeviceInfo, ...], noun: str, missing: str) -> ProbeResult:
+        r"""A device backend's probe result: unavailable with ``missing`` (what is wrong and what to
+        install) when there is no device; otherwise how many ``noun`` devices and the one a runtime picks by
+        default (:func:`choose_device`), saying whether ``auto`` would prefer the cpu backend to it."""
+        if not devices:
+            return cls(False, missing)
+        best = devices[choose_device(devices, None, "device_index")]
+        what = "a GPU" if best.accelerator else "no GPU: auto prefers the cpu backend to it"
+        return cls(True, f"{len(devices)} {noun}(s); first choice {best.name} ({what})", devices)
+
+
+def choose_device(devices: tuple[DeviceInfo, ...] | list[DeviceInfo], index: int | None, option: str) -> int:
+    """Which of a backend's ``devices`` a runtime uses: ``index``, or by default the first accelerator,
+    else the first device.
+
+    :param option: the runtime option ``index`` came from, for the error.
+    :raises ValueError: ``index`` is not an index into ``devices`` (the error lists them).
+    """
+    if index is None:
+        return next((i for i, d in enumerate(devices) if d.accelerator), 0)
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(devices):
+        listed = "; ".join(f"{i}: {d.name} ({d.kind})" for i, d in enumerate(devices))
+        raise ValueError(f"{option}={index!r} is not one of the devices here ({listed})")
+    return index
 
 
 @dataclasses.dataclass(frozen=True)

@@ -813,6 +813,16 @@ class RingKernelRuntime:
                 out.append(h)
         return out
 
+    def _publish_reach(self, topic: str, spec: MessageSpec) -> int:
+        """How many subscribers a publish of a ``spec`` message on ``topic`` would reach now: host callables,
+        and kernels of that type that accept messages and have queue room (what ``publish`` counts)."""
+        reached = 0
+        for h in self._publish_targets(topic, spec):
+            if callable(h) or (h._state is not KernelState.TERMINATING and h._state is not KernelState.TERMINATED
+                               and len(h.input_queue) < h.input_queue.capacity):
+                reached += 1
+        return reached
+
     def shutdown(self, timeout: float = 5.0) -> None:
         """Terminate every kernel and release the backend. Safe to call twice.
 

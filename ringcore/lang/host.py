@@ -22,7 +22,6 @@ from .._hostloop import _IN_FLIGHT, _SHOULD_TERMINATE, _SMALL_BATCH, BatchResult
 from ..control import ErrorCode
 from ..errors import BackendError
 from ..k2k import DeliveryResult
-from ..kernel import KernelState
 from ..message import MessageHeader, MessageSpec
 from .ir import DELIVERY_CODES, KernelIR, Publish, Send, stmt_exprs, walk_exprs, walk_stmts
 from .targets.c import STATUS_FAILED as _FAILED
@@ -193,12 +192,9 @@ class KernelEnv:
         runtime = self.handle.runtime
         hops = self.headers["hops"]
         room: dict[int, int] = {}
-        gone = (KernelState.TERMINATING, KernelState.TERMINATED)
         for rec in records:
             if rec.publish:
-                reached = [h for h in runtime._publish_targets(rec.target, rec.spec)
-                           if callable(h) or (h._state not in gone and len(h.input_queue) < h.input_queue.capacity)]
-                if len(reached) != (1 if rec.answer is None else rec.answer):
+                if runtime._publish_reach(rec.target, rec.spec) != (1 if rec.answer is None else rec.answer):
                     return False
                 continue
             want = _DELIVERED if rec.answer is None else rec.answer

@@ -15,6 +15,7 @@ import pyopencl as cl
 from ringcore.errors import BackendUnavailableError, KernelCompileError
 from ringcore.lang.ir import KernelIR
 from ringcore.lang.targets import c, opencl
+from ringcore.plugins import choose_device
 from ringcore.runtime import DeviceInfo
 
 __all__ = ["devices", "device_info", "svm_capabilities", "DeviceContext", "context_for", "pick_device",
@@ -119,12 +120,8 @@ def pick_device(index: int | None = None) -> tuple[Any, DeviceInfo]:
     if not devs:
         raise BackendUnavailableError("the OpenCL platforms list no device; install pyopencl[pocl] or a GPU driver")
     infos = [device_info(d) for d in devs]
-    if index is None:
-        index = next((i for i, d in enumerate(infos) if d.accelerator), 0)
-    if not isinstance(index, int) or not 0 <= index < len(devs):
-        listed = "; ".join(f"{i}: {d.name}" for i, d in enumerate(infos))
-        raise ValueError(f"device_index={index!r} is not one of the OpenCL devices here ({listed})")
-    return devs[index], infos[index]
+    i = choose_device(infos, index, "device_index")
+    return devs[i], infos[i]
 
 
 class DeviceContext:

@@ -144,9 +144,8 @@ class OpenclExecutor:
         self.snapshot_buf = self._new_buffer(max(8, self.state_nbytes), "state snapshot") \
             if self.sends and st is not None else None
         # A batch is at most what the input queue holds: its buffers are allocated now, so that a device
-        # short of memory fails the launch (cleanly) rather than a batch later.
+        # short of memory (or with too small an allocation limit) fails the launch, cleanly, not a batch later.
         most = min(int(handle.options.max_batch or 1), handle.input_queue.capacity)
-        self._ensure(handle.options.max_batch if handle.options.max_batch else 1)
         self._size_for(most, max(_MIN_OUTBOX, most * self.per_lane) if self.sends else 0)
         # Work-group size: the launch's block_size, within what the device allows for this kernel.
         wg = int(self.entry.get_work_group_info(cl.kernel_work_group_info.WORK_GROUP_SIZE, dc.device))
@@ -154,7 +153,6 @@ class OpenclExecutor:
         self.closed = False
         # An empty batch at launch: the driver finishes compiling the entry point for its work-group
         # size now (PoCL does it at the first enqueue), not on the kernel's first message.
-        self._region("input", sym.slot_size)
         self._launch(0, 0)
         self.queue.finish()
 
@@ -218,16 +216,6 @@ class OpenclExecutor:
         type) and still read the whole batch's headers afterwards, so a subset is copied elsewhere."""
         nbytes = n * self.sym.slot_size
         return self._region("popped", nbytes)[:nbytes].view(self.slot_dtype)
-
-    def _ensure(self, n: int) -> None:
-        """Check (at launch) that a full batch of ``n`` messages fits the device's allocation limit."""
-        sym = self.sym
-        for what, nbytes in (("input", n * sym.slot_size), ("reply", n * sym.out_size)):
-            if nbytes > self.max_alloc:
-                raise BackendError(
-                    f"kernel {self.handle.name!r}: a batch of max_batch={n:,} messages needs a {what} buffer of "
-                    f"{nbytes:,} bytes, more than the {self.max_alloc:,} bytes one allocation may take on "
-                    f"{self.runtime.cl_device.name.strip()}; launch with a smaller max_batch")
 
     # -- running a batch -------------------------------------------------------------
 
@@ -515,10 +503,9 @@ class OpenclRuntime(RingKernelRuntime):
         self.device_context.build([lang.lower(k) for k in kernels])
 
     def _persistent_refusal(self, kernel: Any) -> str | None:
-        if not self.svm:
-            why = _device.persistent_refusal(self.cl_device)
-            return why or "the runtime was created with svm=False (the loop polls its queue in SVM)"
         why = _device.persistent_refusal(self.cl_device)
+        if why is None and not self.svm:
+            why = "the runtime was created with svm=False (the loop polls its queue in SVM)"
         if why is None and self.persistent_slots == 0:
             why = "persistent_slots is 0"
         return why or c.persistent_refusal(lang.lower(kernel))

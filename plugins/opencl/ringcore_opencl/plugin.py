@@ -22,12 +22,8 @@ def probe() -> ProbeResult:
         devs = _device.devices()
     except cl.Error as exc:
         return ProbeResult(False, f"no OpenCL platform found ({exc}); {_INSTALL}")
-    if not devs:
-        return ProbeResult(False, f"the OpenCL platforms here list no device; {_INSTALL}")
-    infos = tuple(_device.device_info(d) for d in devs)
-    best = next((d for d in infos if d.accelerator), infos[0])
-    what = "a GPU" if best.accelerator else "a software/CPU device only: auto prefers the cpu backend to it"
-    return ProbeResult(True, f"{len(infos)} OpenCL device(s); first choice {best.name} ({what})", infos)
+    return ProbeResult.of_devices(tuple(_device.device_info(d) for d in devs), "OpenCL device",
+                                  f"the OpenCL platforms here list no device; {_INSTALL}")
 
 
 def factory(**options: Any) -> Any:

@@ -201,11 +201,14 @@ def test_a_device_out_of_memory_fails_the_launch_cleanly(monkeypatch, svm):
         assert h.call(K.Num(value=4, tag=0)).doubled == 8
 
 
-def test_a_batch_larger_than_the_device_can_hold_is_refused(monkeypatch):
+def test_batch_buffers_beyond_the_device_limit_are_refused_at_launch(monkeypatch):
+    """A queue of 64 flood messages fits one allocation (about 5 KB); the outbox for a full batch of them
+    (64 messages x 4 sends x 32 bytes) does not: refused at launch, not on the first full batch."""
     with OpenclRuntime() as rt:
-        monkeypatch.setattr(type(rt.cl_device), "max_mem_alloc_size", property(lambda self: 1 << 16))
-        with pytest.raises(BackendError, match="max_batch"):  # event-driven: a batch is one device buffer
-            rt.launch(K.echo, max_batch=4096, input_capacity=256, output_capacity=256, mode="event_driven")
+        monkeypatch.setattr(type(rt.cl_device), "max_mem_alloc_size", property(lambda self: 6000))
+        with pytest.raises(BackendError, match="outbox buffer of 8,192 bytes.*lower max_batch"):
+            rt.launch(K.flood, input_capacity=64, output_capacity=64)
+        assert rt.kernels() == []
 
 
 @pytest.mark.parametrize("mode", ["event_driven", "persistent"])

@@ -15,6 +15,7 @@ import numpy as np
 from ringcore.errors import BackendError, BackendUnavailableError, KernelCompileError
 from ringcore.lang.ir import KernelIR
 from ringcore.lang.targets import wgsl
+from ringcore.plugins import choose_device
 from ringcore.runtime import DeviceInfo
 
 __all__ = ["adapters", "adapter_info", "pick_adapter", "DeviceContext", "context_for", "LIMITS", "Reader"]
@@ -80,8 +81,9 @@ def adapter_info(adapter: Any) -> DeviceInfo:
     return DeviceInfo(name=name, kind=kind, accelerator=gpu, details=details)
 
 
-def pick_adapter(index: int | None = None) -> tuple[Any, DeviceInfo]:
-    """The adapter a runtime uses: ``adapters()[index]``, or the first GPU, else the first adapter."""
+def pick_adapter(index: int | None = None) -> tuple[Any, DeviceInfo, int]:
+    """The adapter a runtime uses, its DeviceInfo and its index: ``adapters()[index]``, or the first GPU,
+    else the first adapter."""
     try:
         ads = adapters()
     except Exception as exc:
@@ -90,12 +92,8 @@ def pick_adapter(index: int | None = None) -> tuple[Any, DeviceInfo]:
         raise BackendUnavailableError("wgpu finds no WebGPU adapter; install a GPU driver (Vulkan, Metal, D3D12) "
                                       "or Mesa (llvmpipe/lavapipe) for a software adapter")
     infos = [adapter_info(a) for a in ads]
-    if index is None:
-        index = next((i for i, d in enumerate(infos) if d.accelerator), 0)
-    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(ads):
-        listed = "; ".join(f"{i}: {d.name} ({d.details['backend_type']})" for i, d in enumerate(infos))
-        raise ValueError(f"adapter_index={index!r} is not one of the WebGPU adapters here ({listed})")
-    return ads[index], infos[index]
+    i = choose_device(infos, index, "adapter_index")
+    return ads[i], infos[i], i
 
 
 class DeviceContext:
@@ -123,7 +121,6 @@ class DeviceContext:
         #: one wgpu-native device at once can abort the process (seen with wgpu-py 0.32 on Mesa's GL
         #: adapter); its queue runs one thing at a time anyway.
         self.lock = threading.RLock()
-        self._lock = self.lock
         #: Every read-back from this device (see Reader).
         self.reader = Reader(self.device, self.lock)
         self.builds = 0  # pipelines built (for tests: the cache's effect is observable)
@@ -139,7 +136,7 @@ class DeviceContext:
             line the error points into, where it can).
         """
         fp = kir.fingerprint()
-        with self._lock:
+        with self.lock:
             p = self._pipelines.get(fp)
         if p is not None:
             return p
@@ -248,7 +245,7 @@ _retired: list[DeviceContext] = []
 
 
 def context_for(adapter: Any, key: int) -> DeviceContext:
-    """The process's DeviceContext of the ``key``-th adapter (created on first use, again after a loss)."""
+    """The process's DeviceContext of the ``key``-th adapter of ``adapters()`` (created on first use, again after a loss)."""
     with _contexts_lock:
         dc = _contexts.get(key)
         if dc is not None and dc.lost is not None:

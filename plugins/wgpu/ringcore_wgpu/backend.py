@@ -26,8 +26,9 @@ batch runs again on the host through the kernel language's numpy target from the
 the dispatch (``host_runs``), so results are those of every backend.
 
 **Batches larger than the adapter's buffers** are split: one dispatch holds at most
-:attr:`WgpuExecutor.lanes` messages (what the largest per-batch buffer allows under the device's
-``max-storage-buffer-binding-size``), and a larger batch runs as several dispatches in order.
+:attr:`WgpuExecutor.batch_limit` messages (what the largest per-batch buffer allows under the device's
+``max-storage-buffer-binding-size``); the core's host loop runs a larger batch as several dispatches, in
+order.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from ringcore.errors import BackendError
 from ringcore.kernel import KernelState
 from ringcore.lang.host import KernelEnv, NumpyExecutor, lane_errors, sent_specs
 from ringcore.lang.ir import Publish, stmt_exprs, walk_exprs, walk_stmts
-from ringcore.lang.targets import wgsl
+from ringcore.lang.targets import c, wgsl
 from ringcore.lang.targets.c import OutboxRecord
 from ringcore.runtime import BatchResult, KernelHandle, RingKernelRuntime, run_as_batch_of_one
 
@@ -105,7 +106,7 @@ class WgpuExecutor:
         self.out_dtype = handle.kernel.output_spec.dtype if handle.kernel.output_spec is not None else None
         self.lock = threading.Lock()  # the device's buffers: the loop's thread vs read_state callers
         self.limit = runtime.max_binding_bytes
-        self.lanes = self._max_lanes()
+        self.batch_limit = self._max_lanes()
         self.reader = dc.reader
         self._params_sent: bytes | None = None
         self._params_buf: Any = None
@@ -195,14 +196,9 @@ class WgpuExecutor:
         for i, name in enumerate(a.send_targets):
             h = rt._lookup(name)
             words[i] = h.number if h is not None else wgsl.NO_KERNEL
-        gone = (KernelState.TERMINATING, KernelState.TERMINATED)
         for j, topic in enumerate(a.topics):
-            reached = 0
-            for target in rt._publish_targets(topic, self._topic_specs[topic]):
-                if callable(target) or (target._state not in gone
-                                        and len(target.input_queue) < target.input_queue.capacity):
-                    reached += 1
-            words[len(a.send_targets) + j] = reached
+            words[len(a.send_targets) + j] = rt._publish_reach(topic, self._topic_specs[topic])
+        gone = (KernelState.TERMINATING, KernelState.TERMINATED)
         base = a.dir_entries
         for k in kernels:
             e = base + wgsl.DIR_ENTRY_WORDS * k.number
@@ -215,11 +211,12 @@ class WgpuExecutor:
     # -- running a batch -------------------------------------------------------------
 
     def run(self, batch: np.ndarray) -> BatchResult:
+        """One dispatch: at most ``batch_limit`` messages (the host loop runs larger batches in parts)."""
+        if len(batch) > self.batch_limit:
+            raise BackendError(f"kernel {self.handle.name!r}: a batch of {len(batch):,} messages is more than "
+                               f"one dispatch holds ({self.batch_limit:,}); run it in parts")
         with self.lock, self.dc.lock:
-            if len(batch) <= self.lanes:
-                return self._run(batch)
-            parts = [self._run(batch[i:i + self.lanes]) for i in range(0, len(batch), self.lanes)]
-        return _concat(parts, self.lanes)
+            return self._run(batch)
 
     def _run(self, batch: np.ndarray) -> BatchResult:
         h = self.handle
@@ -294,15 +291,14 @@ class WgpuExecutor:
                 # More sends than the outbox holds: the kernel saw QUEUE_FULL for the rest, which the runtime
                 # would not have answered. Grow the outbox for next time; run this batch on the host.
                 self.per_lane = max(self.per_lane, -(-claimed // max(1, n)))
-                self.lanes = self._max_lanes()
+                self.batch_limit = self._max_lanes()
                 return self._run_on_host(batch)
             recs = self._outbox_records(records)
             if not env.deliverable(recs):
                 return self._run_on_host(batch)
             env.deliver(recs)
-        bad = status & wgsl.STATUS_FAILED
-        sites = np.where(bad != 0, status & ~np.uint32(wgsl.STATUS_FAILED), 0).astype(np.uint32)
-        return BatchResult(replies, status == wgsl.STATUS_REPLIED, env.forwarded, lane_errors(kir, sites))
+        has_reply, sites = c.decode_status(status)  # the WGSL target's status words are the C targets'
+        return BatchResult(replies, has_reply, env.forwarded, lane_errors(kir, sites))
 
     def _read_back(self, buf: Any) -> np.ndarray:
         """The state record's bytes from ``buf`` (the state or its snapshot), through the device's reader."""
@@ -383,20 +379,6 @@ class WgpuExecutor:
                 self.state_buf = self.snapshot_buf = self._bind = None
 
 
-def _concat(parts: list[BatchResult], lanes: int) -> BatchResult:
-    """One BatchResult for a batch that ran as several dispatches of at most ``lanes`` messages."""
-    replies = None
-    if parts[0].replies is not None:  # filled part by part: np.concatenate would repack the record dtype
-        replies = np.empty(sum(len(p.replies) for p in parts), parts[0].replies.dtype)
-        at = 0
-        for p in parts:
-            replies[at:at + len(p.replies)] = p.replies
-            at += len(p.replies)
-    errors = [(k * lanes + i, code, text) for k, p in enumerate(parts) for i, code, text in p.errors]
-    return BatchResult(replies, np.concatenate([p.has_reply for p in parts]),
-                       np.concatenate([p.forwarded for p in parts]), errors)
-
-
 class WgpuRuntime(RingKernelRuntime):
     """Ring kernels on a WebGPU adapter (a GPU, or llvmpipe/lavapipe on a CPU), one dispatch per batch.
 
@@ -412,12 +394,11 @@ class WgpuRuntime(RingKernelRuntime):
 
     def __init__(self, *, adapter_index: int | None = None, max_binding_bytes: int | None = None,
                  **options: Any) -> None:
-        adapter, info = _device.pick_adapter(adapter_index)
+        adapter, info, index = _device.pick_adapter(adapter_index)
         options.setdefault("device", info)
         super().__init__(**options)
-        key = adapter_index if adapter_index is not None else -1
         self.adapter = adapter
-        self.device_context = _device.context_for(adapter, key)
+        self.device_context = _device.context_for(adapter, index)
         limits = self.device_context.limits
         most = min(limits["max-storage-buffer-binding-size"], limits["max-buffer-size"])
         if max_binding_bytes is None:

@@ -19,12 +19,8 @@ def probe() -> ProbeResult:
         ads = _device.adapters()
     except Exception as exc:  # not installed, or wgpu-native could not load
         return ProbeResult(False, f"wgpu cannot be used ({type(exc).__name__}: {exc}); pip install 'wgpu>=0.32,<0.33'")
-    if not ads:
-        return ProbeResult(False, f"wgpu finds no adapter; {_INSTALL}")
-    infos = tuple(_device.adapter_info(a) for a in ads)
-    best = next((d for d in infos if d.accelerator), infos[0])
-    what = "a GPU" if best.accelerator else "a software adapter only: auto prefers the cpu backend to it"
-    return ProbeResult(True, f"{len(infos)} WebGPU adapter(s); first choice {best.name} ({what})", infos)
+    return ProbeResult.of_devices(tuple(_device.adapter_info(a) for a in ads), "WebGPU adapter",
+                                  f"wgpu finds no adapter; {_INSTALL}")
 
 
 def factory(**options: Any) -> Any:

@@ -175,7 +175,7 @@ def test_a_batch_larger_than_a_binding_is_split_not_failed():
     with WgpuRuntime(max_binding_bytes=4096) as rt:
         h = rt.launch(K.accumulate, input_capacity=8192, output_capacity=8192, max_batch=8192)
         ex = h.loop.executor
-        assert isinstance(ex, WgpuExecutor) and ex.lanes * ex.abi.in_slot_bytes <= 4096
+        assert isinstance(ex, WgpuExecutor) and ex.batch_limit * ex.abi.in_slot_bytes <= 4096
         dispatches = []
         run = ex._run
         ex._run = lambda batch: (dispatches.append(len(batch)), run(batch))[1]
@@ -184,7 +184,7 @@ def test_a_batch_larger_than_a_binding_is_split_not_failed():
         msgs["value"] = 1
         got = h.call_many(msgs, timeout=60)
         assert got["count"].tolist() == list(range(1, n + 1))  # in order across the dispatches, none lost
-        assert max(dispatches) <= ex.lanes and len(dispatches) > n // ex.lanes  # it was split
+        assert max(dispatches) <= ex.batch_limit and len(dispatches) > n // ex.batch_limit  # it was split
         assert h.read_state()["count"] == n
 
 

@@ -178,6 +178,8 @@ from ..ir import (
     walk_exprs,
     walk_stmts,
 )
+from .c import STATUS_FAILED as C_STATUS_FAILED
+from .c import STATUS_REPLY
 
 __all__ = ["emit", "abi", "WgslAbi", "ENTRY_POINT", "BINDINGS", "STATUS_REPLIED", "STATUS_FAILED",
            "PARAMS_WORDS", "OUTBOX_HEADER_WORDS", "RECORD_HEADER_WORDS", "DIR_ENTRY_WORDS",
@@ -195,8 +197,9 @@ BINDINGS = {
     5: ("rc_outbox", "storage"),
     6: ("rc_dir", "storage"),
 }
-STATUS_REPLIED = 1
-STATUS_FAILED = 0x80000000
+# The status words are the C targets' (``c.decode_status`` reads both).
+STATUS_REPLIED = STATUS_REPLY
+STATUS_FAILED = C_STATUS_FAILED
 PARAMS_WORDS = 12
 OUTBOX_HEADER_WORDS = 8
 RECORD_HEADER_WORDS = 4
