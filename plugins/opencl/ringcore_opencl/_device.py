@@ -138,19 +138,20 @@ class DeviceContext:
         self._programs: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.builds = 0  # programs built (for tests: the cache's effect is observable)
-        self.resident = 0  # kernels resident on the device now, across the process's runtimes
+        self.resident = 0  # work-groups of resident kernels on the device now, across the process's runtimes
+        self.int64_atomics = "cl_khr_int64_base_atomics" in dev.extensions
 
-    def claim_resident(self, limit: int) -> bool:
-        """Count one more resident kernel if fewer than ``limit`` are; whether it was counted."""
+    def claim_resident(self, limit: int, groups: int = 1) -> bool:
+        """Count ``groups`` more resident work-groups if that keeps them within ``limit``; whether it did."""
         with self._lock:
-            if self.resident >= limit:
+            if self.resident + groups > limit:
                 return False
-            self.resident += 1
+            self.resident += groups
             return True
 
-    def release_resident(self) -> None:
+    def release_resident(self, groups: int = 1) -> None:
         with self._lock:
-            self.resident = max(0, self.resident - 1)
+            self.resident = max(0, self.resident - groups)
 
     def program_for(self, kir: KernelIR) -> Any:
         """The built program holding ``kir``'s entry point (built now if no cached program has it).

@@ -37,7 +37,8 @@ are then the same as on every backend; only such batches lose the device's speed
 **Persistent mode** (:mod:`ringcore_opencl.persistent`): on a device with fine-grain SVM and atomics, a
 kernel launched persistent is launched once and stays resident, polling its input queue in SVM, up to
 ``persistent_slots`` kernels per device. Kernels that send, publish or read the clock, and launches
-beyond the slots, run event-driven; the runtime logs why.
+beyond the slots, run event-driven; the runtime logs why. A loop runs the launch's ``grid_size``
+work-groups (each a slot), which claim messages from the one queue (see the C target's ABI).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from ringcore.runtime import BatchResult, KernelHandle, RingKernelRuntime, run_a
 
 from . import _device
 from .persistent import OpenclPersistent
+from .persistent import groups as persistent_groups
 
 __all__ = ["OpenclRuntime", "OpenclExecutor", "OUTBOX_PER_LANE", "MAX_OUTBOX_BYTES"]
 
@@ -512,18 +514,20 @@ class OpenclRuntime(RingKernelRuntime):
 
     def _start_kernel(self, handle: KernelHandle) -> None:
         if handle.mode is KernelMode.PERSISTENT:
-            if self.device_context.claim_resident(self.persistent_slots):
+            groups = persistent_groups(handle, self)
+            if self.device_context.claim_resident(self.persistent_slots, groups):
                 try:
                     device = OpenclPersistent(handle, self)
                 except BaseException:
-                    self.device_context.release_resident()
+                    self.device_context.release_resident(groups)
                     raise
                 handle.loop = PersistentLoop(handle, device)
                 handle.loop.start()
                 return
-            log.info("ringcore: kernel %r runs event-driven on the opencl backend: the %d persistent slot(s) of "
-                     "%s are taken (persistent_slots; each resident kernel occupies a compute unit)", handle.name,
-                     self.persistent_slots, self.cl_device.name.strip())
+            log.info("ringcore: kernel %r runs event-driven on the opencl backend: its %d work-group(s) do not "
+                     "fit in the %d persistent slot(s) of %s left (persistent_slots; each resident work-group "
+                     "occupies a compute unit)", handle.name, groups, self.persistent_slots,
+                     self.cl_device.name.strip())
             handle.mode = KernelMode.EVENT_DRIVEN
         super()._start_kernel(handle)
 

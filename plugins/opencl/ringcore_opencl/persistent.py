@@ -52,6 +52,14 @@ _live: weakref.WeakSet[OpenclPersistent] = weakref.WeakSet()
 _stuck: list[OpenclPersistent] = []
 
 
+def groups(handle: KernelHandle, runtime: OpenclRuntime) -> int:
+    """How many work-groups the kernel's loop runs: its ``grid_size``; one for a serial kernel, and one
+    on a device without 64-bit atomics (groups claim messages by a 64-bit compare-and-swap)."""
+    if lang.lower(handle.kernel).serial or not runtime.device_context.int64_atomics:
+        return 1
+    return int(handle.options.grid_size)
+
+
 class OpenclPersistent:
     """One resident kernel: its device loop, shared memory and completion queue (a PersistentDevice)."""
 
@@ -74,7 +82,10 @@ class OpenclPersistent:
         if handle.state_array is not None:
             self.state[:self.state_size] = np.ascontiguousarray(handle.state_array).view(np.uint8)
         self.env = runtime.shared_zeros(c.ENV_DTYPE.itemsize, f"the environment of {what}")
-        self.env[:c.ENV_DTYPE.itemsize].view(c.ENV_DTYPE)["kernel_number"] = handle.number
+        env = self.env[:c.ENV_DTYPE.itemsize].view(c.ENV_DTYPE)
+        env["kernel_number"] = handle.number
+        # Message i completes into record i (see the ABI): both queues are new, so both start at 0.
+        env["claimed"] = handle.input_queue.tail
         self._outbox = runtime.shared_zeros(64, f"the outbox of {what}")  # never written: no sends here
         if kir.serial:
             local = 1
@@ -82,13 +93,14 @@ class OpenclPersistent:
             wg = int(self.kernel.get_work_group_info(cl.kernel_work_group_info.WORK_GROUP_SIZE, dc.device))
             local = max(1, min(int(handle.options.block_size or 64), wg))
         self.local_size = local
+        self.groups = groups(handle, runtime)
         max_batch = min(int(handle.options.max_batch or cap), cap)
         self.kernel.set_args(cl.SVM(handle.input_queue.buffer), cl.SVM(self.done_queue.buffer),
                              cl.SVM(handle.control.buffer), cl.SVM(self.state), cl.SVM(self.env),
                              cl.SVM(self._outbox), np.uint32(max_batch))
         self._lock = threading.Lock()
         self.closed = False
-        self.event = cl.enqueue_nd_range_kernel(self.queue, self.kernel, (local,), (local,))
+        self.event = cl.enqueue_nd_range_kernel(self.queue, self.kernel, (local * self.groups,), (local,))
         self.queue.flush()
         _live.add(self)
 
@@ -135,7 +147,7 @@ class OpenclPersistent:
                           self.handle.name, status)
         finally:
             _live.discard(self)
-            self.runtime.device_context.release_resident()
+            self.runtime.device_context.release_resident(self.groups)
 
 
 @atexit.register

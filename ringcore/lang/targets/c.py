@@ -40,7 +40,10 @@ The environment ``rc_env`` (one per kernel, in global memory; :data:`ENV_DTYPE`)
     20     u32  outbox_capacity  host: records the outbox buffer holds
     24     u32  outbox_count     device (atomic increment per ctx.send()/publish()); host zeroes it
                                  per batch; the records written are min(outbox_count, outbox_capacity)
-    28..63      reserved         zero
+    28     u32  (padding)
+    32     u64  claimed          persistent loop only: the next message index a work-group may claim
+                                 (the host sets it to the input queue's tail at launch)
+    40..63      reserved         zero
 
     A persistent loop keeps one rc_env per kernel and refreshes ``hlc_*`` /
     drains the outbox and resets the counters between its own "batches".
@@ -117,15 +120,19 @@ The persistent loop (one launch for the kernel's life)::
     the status word at 64, the reply payload at 72; stride ``Symbols.done_size``); the
     loop produces, the host consumes. ``control`` is the kernel's ControlBlock
     (``ringcore.control``): the loop reads ``is_active`` and ``should_terminate`` and
-    writes nothing there. Launch ONE work-group (block) of any size: work-item 0 polls;
-    when the kernel is active and messages are queued it claims up to ``max_batch`` of
-    them (no more than the completion queue has room for), the group handles them
-    (message ``k`` of the claim on work-item ``k % size``, ``ctx.thread_id = k``; a
-    serial kernel must be launched with one work-item), then work-item 0 publishes,
-    behind a release fence, the input tail (the slots are free) and then the
-    completion head. A message whose ``type_id`` is not the kernel's is not handled
-    (status 0; the host reports it). ``should_terminate`` ends the loop at its next
-    poll: messages still queued stay queued. Kernels for which
+    writes nothing there. Launch one or more work-groups (blocks) of any size; ``env->claimed``
+    (:data:`ENV_CLAIMED`) must hold the input queue's tail at launch, and the completion queue's
+    head must equal it (message ``i`` completes into record ``i``). Work-item 0 of each group polls;
+    when the kernel is active and messages are queued beyond ``claimed`` it claims up to ``max_batch``
+    of them (no more than the completion queue has room for) by a compare-and-swap on ``claimed``
+    (devices without 64-bit atomics must launch one group), the group handles them (message ``k`` of
+    the claim on work-item ``k % size``, ``ctx.thread_id = k``; a serial kernel must be launched as
+    one group of one work-item), then work-item 0 waits for the groups that claimed earlier messages
+    to publish theirs and publishes, behind a release fence, the input tail (the slots are free) and
+    then the completion head: every message is handled exactly once and completes in queue order.
+    A message whose ``type_id`` is not the kernel's is not handled (status 0; the host reports it).
+    ``should_terminate`` ends the loop at each group's next poll (a group finishes and publishes a
+    claim it holds first); messages still queued stay queued. Kernels for which
     :func:`persistent_refusal` gives a reason (sends, publishes, ``ctx.now()``) must
     not run in it.
 
@@ -200,7 +207,7 @@ from ..ir import (
 
 __all__ = [
     "Dialect", "OPENCL", "CUDA", "emit", "emit_parts", "prelude", "c_ident", "symbols", "Symbols",
-    "map_build_log", "ENV_DTYPE", "OUTBOX_HEAD_DTYPE", "OUTBOX_HEAD_SIZE", "outbox_stride", "send_specs",
+    "map_build_log", "ENV_DTYPE", "ENV_CLAIMED", "OUTBOX_HEAD_DTYPE", "OUTBOX_HEAD_SIZE", "outbox_stride", "send_specs",
     "read_outbox", "OutboxRecord", "decode_status", "STATUS_NO_REPLY", "STATUS_REPLY", "STATUS_FAILED",
     "SEND_TARGET_IS_NAME", "RECORD_IS_PUBLISH", "publish_topics", "done_dtype", "DONE_STATUS", "DONE_REPLY",
     "persistent_refusal",
@@ -223,11 +230,13 @@ RECORD_IS_PUBLISH = 2
 
 ENV_DTYPE = np.dtype({
     "names": ["hlc_physical", "hlc_logical", "kernel_number", "tick_count", "outbox_capacity",
-              "outbox_count", "_reserved"],
-    "formats": ["<u8", "<u4", "<u4", "<u4", "<u4", "<u4", ("u1", 36)],
-    "offsets": [0, 8, 12, 16, 20, 24, 28],
+              "outbox_count", "_pad", "claimed", "_reserved"],
+    "formats": ["<u8", "<u4", "<u4", "<u4", "<u4", "<u4", "<u4", "<u8", ("u1", 24)],
+    "offsets": [0, 8, 12, 16, 20, 24, 28, 32, 40],
     "itemsize": 64,
 })
+#: Offset of ``claimed`` in rc_env: the next message index a persistent loop's work-group may claim.
+ENV_CLAIMED = 32
 
 OUTBOX_HEAD_DTYPE = np.dtype({
     "names": ["lane", "seq", "target", "type_id", "flags", "size"],
@@ -1585,40 +1594,48 @@ class _KernelEmitter:
         body = f"""\
     const rc_u32 lid = RC_LOCAL_ID;
     const rc_u32 width = RC_LOCAL_SIZE;
-    RC_SHARED rc_u64 rc_claim[2];
+    RC_SHARED rc_u64 rc_claim[3];
     {V}rc_u64 *in_head = ({V}rc_u64 *)(inq + {_Q_HEAD});
     {V}rc_u64 *in_tail = ({V}rc_u64 *)(inq + {_Q_TAIL});
     {V}rc_u64 *done_head = ({V}rc_u64 *)(doneq + {_Q_HEAD});
     {V}rc_u64 *done_tail = ({V}rc_u64 *)(doneq + {_Q_TAIL});
+    {V}rc_u64 *claimed = ({V}rc_u64 *)((({G}rc_u8 *)env) + {ENV_CLAIMED});
     const rc_u64 in_mask = *({V}rc_u64 *)(inq + {_Q_CAPACITY}) - 1;
     const rc_u64 done_cap = *({V}rc_u64 *)(doneq + {_Q_CAPACITY});
-    rc_u64 tail = *in_tail;
-    rc_u64 dhead = *done_head;
     for (;;) {{
         if (lid == 0u) {{
             rc_u64 n = 0;
+            rc_u64 first = 0;
             rc_u64 stop = 0;
             for (;;) {{
                 if (control[1] != 0u) {{ stop = 1; break; }}  /* should_terminate */
+                first = *claimed;  /* read before the head: claimed <= head then, whatever other groups do */
                 rc_u64 head = *in_head;
                 RC_ACQUIRE_FENCE;
-                if (head != tail && control[0] != 0u) {{  /* messages, and is_active */
-                    rc_u64 room = done_cap - (dhead - *done_tail);
-                    n = head - tail;
+                if (control[0] != 0u) {{  /* active */
+                    /* message i completes into record i: records [done_tail, first) are taken */
+                    rc_u64 room = done_cap - (first - *done_tail);
+                    n = head - first;  /* 0: every queued message is claimed */
                     if (n > room) n = room;
                     if (n > (rc_u64)max_batch) n = (rc_u64)max_batch;
-                    if (n != 0) break;
+#ifdef RC_HAS_ATOMIC64
+                    if (n != 0 && rc_atomic_cas_u64(({G}rc_u64 *)claimed, first, first + n) == first) break;
+#else
+                    if (n != 0) {{ *claimed = first + n; break; }}  /* one work-group only (see the ABI) */
+#endif
                 }}
             }}
             rc_claim[0] = n;
-            rc_claim[1] = stop;
+            rc_claim[1] = first;
+            rc_claim[2] = stop;
         }}
         RC_BARRIER;
         const rc_u64 n = rc_claim[0];
-        if (rc_claim[1] != 0) break;
+        const rc_u64 first = rc_claim[1];
+        if (rc_claim[2] != 0) break;
         for (rc_u64 k = lid; k < n; k += width) {{
-            {G}const rc_u8 *slot = ({G}const rc_u8 *)(inq + {_Q_SLOTS} + ((tail + k) & in_mask) * RC_SLOT_SIZE_{i});
-            {G}rc_u8 *rec = ({G}rc_u8 *)(doneq + {_Q_SLOTS} + ((dhead + k) & (done_cap - 1)) * {sym.done_size});
+            {G}const rc_u8 *slot = ({G}const rc_u8 *)(inq + {_Q_SLOTS} + ((first + k) & in_mask) * RC_SLOT_SIZE_{i});
+            {G}rc_u8 *rec = ({G}rc_u8 *)(doneq + {_Q_SLOTS} + ((first + k) & (done_cap - 1)) * {sym.done_size});
             for (int w = 0; w < {HEADER_SIZE // 8}; w++) (({G}rc_u64 *)rec)[w] = (({G}const rc_u64 *)slot)[w];
             {G}const rc_header *hdr = ({G}const rc_header *)slot;
             rc_u32 st = RC_STATUS_NO_REPLY;
@@ -1629,12 +1646,15 @@ class _KernelEmitter:
         }}
         RC_BARRIER;
         if (lid == 0u) {{
+            /* publish in claim order: wait until the group that claimed the messages before these has
+               published (its completion head is its last store) */
+            while (*done_head != first) {{ }}
             RC_RELEASE_FENCE;
-            *in_tail = tail + n;  /* the input slots are free */
-            *done_head = dhead + n;  /* the completion records are the host's */
+            *in_tail = first + n;  /* the input slots are free */
+            RC_RELEASE_FENCE;
+            *done_head = first + n;  /* the completion records are the host's */
         }}
-        tail += n;
-        dhead += n;
+        RC_BARRIER;  /* (PoCL runs a group's work-items as loops: the publish must close its region) */
     }}
 }}"""
         L.extend(body.splitlines())
