@@ -6,7 +6,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["aligned_zeros", "byte_view"]
+__all__ = ["aligned_zeros", "byte_view", "pow2"]
+
+
+def pow2(n: int) -> int:
+    """The smallest power of two >= ``n`` (1 for n <= 1): buffer sizes that grow by doubling."""
+    return 1 << max(0, int(n) - 1).bit_length()
 
 
 def aligned_zeros(nbytes: int, align: int = 128) -> np.ndarray:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from .._hostloop import _IN_FLIGHT, _SHOULD_TERMINATE, _SMALL_BATCH, BatchResult, HostLoop, run_as_batch_of_one
+from .._memory import pow2 as _pow2
 from ..control import ErrorCode
 from ..errors import BackendError
 from ..k2k import DeliveryResult
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from ..queue import RingQueue
     from ..runtime import KernelHandle
 
-__all__ = ["KernelEnv", "NumpyExecutor", "PersistentDevice", "PersistentLoop", "field_arrays", "state_arrays",
+__all__ = ["KernelEnv", "NumpyExecutor", "DeviceBatchExecutor", "PersistentDevice", "PersistentLoop", "field_arrays", "state_arrays",
            "lane_errors", "sent_specs"]
 
 _CODE = {r: np.uint32(c) for r, c in DELIVERY_CODES.items()}
@@ -274,6 +275,187 @@ class NumpyExecutor:
 
     def close(self) -> None:
         pass
+
+
+class DeviceBatchExecutor:
+    """The event-driven batch of a device backend that runs the C targets' ``rc_batch_<ident>``,
+    written once (the OpenCL and CUDA backends subclass it; see ``ringcore.lang.targets.c`` for the ABI).
+
+    Per batch: stage the input slots where the device reads them; set the environment (the HLC base,
+    the outbox capacity); dispatch and wait; then decode the status words and replies, deliver the
+    outbox's sends and publishes through :class:`KernelEnv` in (lane, seq) order and move the kernel's
+    clock past every ``ctx.now()`` the device took.
+
+    **Outbox sizing.** The device cannot grow its outbox during a launch. A kernel that sends gets
+    ``max(MIN_OUTBOX, n * per_lane)`` records for a batch of ``n``; ``per_lane`` starts at
+    :attr:`OUTBOX_PER_LANE` and grows to the largest ratio seen. When a batch claims more records than
+    the capacity (``env.outbox_count`` counts every attempt), the state is restored from a device-side
+    copy taken before the batch and the batch runs again with room for every attempt, up to
+    :attr:`MAX_OUTBOX_BYTES`; past that the batch runs on the host. No send is ever lost.
+
+    **Delivery results.** The device tells the kernel DELIVERED (a publish: one subscriber) before the
+    host can route. When :meth:`KernelEnv.deliverable` says the runtime would answer otherwise, the
+    kernel took a branch it must not take: the batch runs again on the host through the numpy target
+    with live answers, from the state saved before the batch, and the new state goes back to the device
+    (``host_runs`` counts such batches).
+
+    A subclass sets ``env`` (a host view, ``c.ENV_DTYPE``, shape (1,), that :meth:`_dispatch` sends to
+    the device and brings back) and implements the hooks below; callers hold ``lock``.
+    """
+
+    #: Inputs are copied to the device before ``run`` returns; nothing of a batch is kept.
+    keeps_no_batch_data = True
+    #: Outbox records per message a sending kernel starts with (grown to the largest ratio seen).
+    OUTBOX_PER_LANE = 4
+    #: The fewest outbox records a sending kernel's batch gets.
+    MIN_OUTBOX = 64
+    #: The most outbox memory one batch may use (past it the batch runs on the host).
+    MAX_OUTBOX_BYTES = 256 << 20
+
+    env: np.ndarray
+
+    def __init__(self, handle: KernelHandle) -> None:
+        from . import lower
+        from .targets import c
+
+        self.handle = handle
+        kernel = handle.kernel
+        self.kir = kir = lower(kernel)
+        self.sym = c.symbols(kir)
+        self.serial = bool(kir.serial)
+        self.specs = sent_specs(kir)
+        self.sends = self.sym.outbox_stride > 0
+        self.per_lane = self.OUTBOX_PER_LANE
+        self.reruns = 0  # device reruns of a batch whose sends overflowed the outbox
+        self.host_runs = 0  # batches that a failed K2K delivery sent to the host (see _run_on_host)
+        self._numpy: NumpyExecutor | None = None
+        self.out_dtype = kernel.output_spec.dtype if kernel.output_spec is not None else None
+        self.slot_dtype = kernel.input_spec.slot_dtype
+        #: Whether the device returns a reply payload per message (a reply type with fields).
+        self.read_replies = self.out_dtype is not None and self.sym.out_size > 0
+        #: Whether the device reads or writes the environment beyond the kernel number.
+        self.env_live = bool(self.sends or kir.uses_now)
+        self.lock = threading.Lock()  # the device's queue and buffers: the loop's thread vs read_state callers
+
+    def outbox_capacity(self, n: int) -> int:
+        """Outbox records a batch of ``n`` starts with (0 for a kernel that never sends)."""
+        return max(self.MIN_OUTBOX, n * self.per_lane) if self.sends else 0
+
+    # -- what a backend implements ---------------------------------------------------------
+
+    def _stage_input(self, batch: np.ndarray) -> None:
+        """Put ``batch``'s input slots where the next dispatch reads them."""
+        raise NotImplementedError
+
+    def _dispatch(self, n: int, capacity: int) -> None:
+        """Run the entry point over ``n`` messages with an outbox of ``capacity`` records and wait; after it,
+        :meth:`_status`, :meth:`_replies` (when ``read_replies``) and ``env`` hold the device's results."""
+        raise NotImplementedError
+
+    def _status(self, n: int) -> np.ndarray:
+        """The batch's ``n`` status words (u32) on the host."""
+        raise NotImplementedError
+
+    def _replies(self, n: int) -> np.ndarray:
+        """The batch's ``n`` reply payloads (``out_dtype``) on the host."""
+        raise NotImplementedError
+
+    def _outbox(self, count: int) -> np.ndarray:
+        """The first ``count`` outbox records' bytes on the host."""
+        raise NotImplementedError
+
+    def _grow_outbox(self, records: int) -> bool:
+        """Make room for ``records`` outbox records; False when the device cannot (the host runs the batch)."""
+        raise NotImplementedError
+
+    def _save_state(self) -> None:
+        """Copy the state, on the device, to where :meth:`_restore_state` and :meth:`_saved_state` find it."""
+        raise NotImplementedError
+
+    def _restore_state(self) -> None:
+        raise NotImplementedError
+
+    def _saved_state(self) -> np.ndarray:
+        """The saved state record (a host array of the state's dtype, shape (1,))."""
+        raise NotImplementedError
+
+    def _write_state(self, state: np.ndarray) -> None:
+        """Make ``state`` (a host record) the device's state."""
+        raise NotImplementedError
+
+    # -- the batch ---------------------------------------------------------------------------
+
+    def _run_batch(self, batch: np.ndarray) -> BatchResult:
+        from .targets import c
+
+        n = len(batch)
+        h = self.handle
+        kir = self.kir
+        stride = self.sym.outbox_stride
+        self._stage_input(batch)
+        if kir.uses_now:
+            base = h.clock.tick()  # the batch's ticks are (physical, logical + k), k = 0, 1, ...
+            self.env["hlc_physical"] = base.physical
+            self.env["hlc_logical"] = base.logical
+        capacity = self.outbox_capacity(n)
+        saved = self.sends and h.state_array is not None
+        if saved:
+            self._save_state()
+        while True:
+            self._dispatch(n, capacity)
+            count = int(self.env["outbox_count"][0]) if self.sends else 0
+            if count <= capacity:
+                break
+            if count * stride > self.MAX_OUTBOX_BYTES or not self._grow_outbox(_pow2(count)):
+                break  # more than one outbox may hold: the host runs the batch (below)
+            # Rerun with room for every attempt, from the state the batch started from.
+            self.per_lane = max(self.per_lane, -(-count // n))
+            capacity = _pow2(count)
+            self.reruns += 1
+            if saved:
+                self._restore_state()
+        status = self._status(n)
+        replies = None
+        if self.out_dtype is not None:
+            replies = self._replies(n) if self.read_replies else h._scratch("replies", self.out_dtype, n)
+        env = KernelEnv(h, batch["header"], self.specs)
+        if count:
+            self.per_lane = max(self.per_lane, -(-count // n))
+            kept = min(count, capacity)
+            records = c.read_outbox(kir, self._outbox(kept), kept)
+            if count > capacity or not env.deliverable(records):
+                # The device assumed every recorded send DELIVERED (a publish: one subscriber); the runtime
+                # would answer otherwise, so the kernel's code took the wrong branch.
+                return self._run_on_host(batch)
+            env.deliver(records)
+        ticks = int(self.env["tick_count"][0]) if kir.uses_now else 0
+        if ticks:
+            h.clock.observe(int(self.env["hlc_physical"][0]), int(self.env["hlc_logical"][0]) + ticks - 1)
+        has_reply, sites = decode_status(status)
+        return BatchResult(replies, has_reply, env.forwarded, lane_errors(kir, sites))
+
+    def _run_on_host(self, batch: np.ndarray) -> BatchResult:
+        """The batch through the core's NumpyExecutor (the CPU backend's code path) with live K2K answers,
+        from the state saved before the device ran it; the new state goes back to the device."""
+        self.host_runs += 1
+        if self._numpy is None:
+            self._numpy = NumpyExecutor(self.handle)
+        state = self._saved_state() if self.handle.state_array is not None else None
+        result = self._numpy.run(batch, state)
+        if state is not None:
+            self._write_state(state)
+        return result
+
+    def _one_result(self, word: int, replies: np.ndarray | None) -> tuple[Any, bool, tuple[int, str] | None]:
+        """``run_one``'s answer from a lone message's status word and reply payload view."""
+        if word & _FAILED:
+            _, code, detail = lane_errors(self.kir, np.array([word & ~_FAILED], np.uint32))[0]
+            return None, False, (code, detail)
+        if word == _REPLY:
+            if replies is None:  # a reply type with no fields
+                return tuple(np.zeros(1, self.out_dtype)[0].item()), False, None
+            return replies.copy()[0].item(), False, None  # a copy: array fields would be views
+        return None, False, None
 
 
 class PersistentDevice(Protocol):

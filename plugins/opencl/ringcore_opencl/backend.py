@@ -18,21 +18,9 @@ completion event. Elsewhere each buffer has a device copy moved by transfers.
 The kernel's state lives in a device buffer for the kernel's whole life (``read_state`` copies it back;
 at termination it is copied into the handle's state record).
 
-**Outbox sizing.** The device cannot grow its outbox during a launch. A kernel that sends gets
-``max(64, n * per_lane)`` records for a batch of ``n``, where ``per_lane`` starts at
-:data:`OUTBOX_PER_LANE` and grows to the largest ratio seen. When a batch claims more records than
-the capacity (``env.outbox_count`` counts every attempt), the state is restored from a device-side copy
-taken before the batch and the batch runs again with room for every attempt, up to
-:data:`MAX_OUTBOX_BYTES`; past that limit the batch runs on the host (below). No send is ever lost.
-
-**Delivery results.** A device records a send and tells the kernel DELIVERED (a publish: one
-subscriber) before the host can route it. After the batch the host checks that the runtime would give
-exactly those answers (``KernelEnv.deliverable``) and then delivers the records in (lane, seq) order.
-When it would not (a target missing or terminated, a full queue, too many hops, a publish reaching
-another number of subscribers), the kernel's code took a branch it must not take: the batch runs again
-on the host through the kernel language's numpy target (the CPU backend's code path) with live answers,
-from the state saved before the batch, and the resulting state is written back to the device. Results
-are then the same as on every backend; only such batches lose the device's speed (``host_runs``).
+**Outbox sizing and delivery results** are the core's (:class:`ringcore.lang.host.DeviceBatchExecutor`):
+an outbox overflow reruns the batch on the device with room for every send, and a batch whose sends the
+runtime would answer otherwise than the device assumed runs again on the host; no send is ever lost.
 
 **Persistent mode** (:mod:`ringcore_opencl.persistent`): on a device with fine-grain SVM and atomics, a
 kernel launched persistent is launched once and stays resident, polling its input queue in SVM, up to
@@ -44,7 +32,6 @@ work-groups (each a slot), which claim messages from the one queue (see the C ta
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
@@ -53,9 +40,10 @@ import pyopencl as cl
 
 import ringcore.lang as lang
 from ringcore._memory import aligned_zeros
+from ringcore._memory import pow2 as _pow2
 from ringcore.errors import BackendError
 from ringcore.kernel import KernelMode
-from ringcore.lang.host import KernelEnv, NumpyExecutor, PersistentLoop, lane_errors, sent_specs
+from ringcore.lang.host import DeviceBatchExecutor, PersistentLoop
 from ringcore.lang.targets import c
 from ringcore.runtime import BatchResult, KernelHandle, RingKernelRuntime, run_as_batch_of_one
 
@@ -67,14 +55,13 @@ __all__ = ["OpenclRuntime", "OpenclExecutor", "OUTBOX_PER_LANE", "MAX_OUTBOX_BYT
 
 log = logging.getLogger("ringcore")
 
-#: Outbox records per message a sending kernel starts with (grown to the largest ratio seen).
-OUTBOX_PER_LANE = 4
-#: The most outbox memory one batch may use (the overflow strategy's limit; see the module docstring).
-MAX_OUTBOX_BYTES = 256 << 20
+#: Outbox records per message a sending kernel starts with (the core's DeviceBatchExecutor).
+OUTBOX_PER_LANE = DeviceBatchExecutor.OUTBOX_PER_LANE
+#: The most outbox memory one batch may use (past it the batch runs on the host).
+MAX_OUTBOX_BYTES = DeviceBatchExecutor.MAX_OUTBOX_BYTES
 #: How long ``run_one`` polls a one-message dispatch's status word in shared memory before it waits on
 #: the launch's completion event instead.
 SPIN_SECONDS = 0.002
-_MIN_OUTBOX = 64
 # Batches up to this size wait by polling their status words (see OpenclExecutor._await).
 _SPIN_BATCH = 64
 # A status word no lane ever writes (bit 31 clear, neither 0 nor 1): "not yet done".
@@ -83,12 +70,9 @@ _MF = cl.mem_flags
 _SVM_FLAGS = cl.svm_mem_flags.READ_WRITE | cl.svm_mem_flags.SVM_FINE_GRAIN_BUFFER
 
 
-def _pow2(n: int) -> int:
-    return 1 << max(0, int(n) - 1).bit_length()
-
-
-class OpenclExecutor:
-    """Runs a kernel's batches on an OpenCL device through the kernel language's OpenCL C target.
+class OpenclExecutor(DeviceBatchExecutor):
+    """Runs a kernel's batches on an OpenCL device through the kernel language's OpenCL C target (the
+    batch algorithm is the core's :class:`~ringcore.lang.host.DeviceBatchExecutor`).
 
     The kernel is compiled (and the program built, or taken from the device's cache) at launch, so a
     kernel outside the language, or one the device's compiler refuses, fails ``launch`` with a
@@ -99,31 +83,16 @@ class OpenclExecutor:
     dispatch is one command. Otherwise each has a device buffer and a host copy moved by transfers.
     """
 
-    #: Inputs are copied to the device before ``run`` returns; nothing of a batch is kept.
-    keeps_no_batch_data = True
-
     def __init__(self, handle: KernelHandle, runtime: OpenclRuntime) -> None:
-        self.handle = handle
+        super().__init__(handle)
         self.runtime = runtime
-        kernel = handle.kernel
-        self.kir = kir = lang.lower(kernel)
-        self.sym = sym = c.symbols(kir)
+        kir, sym = self.kir, self.sym
         dc = runtime.device_context
         program = dc.program_for(kir)
         self.ctx = dc.context
         self.svm = runtime.svm
         self.queue = cl.CommandQueue(self.ctx, dc.device)
         self.entry = cl.Kernel(program, sym.entry)
-        self.serial = bool(kir.serial)
-        self.specs = sent_specs(kir)
-        self.sends = sym.outbox_stride > 0
-        self.per_lane = OUTBOX_PER_LANE
-        self.reruns = 0  # device reruns of a batch whose sends overflowed the outbox
-        self.host_runs = 0  # batches that a failed K2K delivery sent to the host (see _run_on_host)
-        self._numpy: Any = None
-        self.out_dtype = kernel.output_spec.dtype if kernel.output_spec is not None else None
-        self.slot_dtype = kernel.input_spec.slot_dtype
-        self.lock = threading.Lock()  # the queue and buffers: the loop's thread vs read_state callers
         self.max_alloc = int(dc.device.max_mem_alloc_size)
         self._host: dict[str, np.ndarray] = {}  # role -> host-visible bytes (SVM when self.svm)
         self._dev: dict[str, Any] = {}  # role -> device buffer (without SVM)
@@ -135,7 +104,6 @@ class OpenclExecutor:
         # What the device last saw of the environment (without SVM): a kernel that neither sends nor reads
         # the clock never changes it, so it is uploaded (and read back) only when needed.
         self._env_sent: bytes | None = None
-        self._env_live = bool(self.sends or kir.uses_now)
         self.env["kernel_number"] = handle.number
         # The state, on the device for the kernel's life.
         st = handle.state_array
@@ -148,7 +116,7 @@ class OpenclExecutor:
         # A batch is at most what the input queue holds: its buffers are allocated now, so that a device
         # short of memory (or with too small an allocation limit) fails the launch, cleanly, not a batch later.
         most = min(int(handle.options.max_batch or 1), handle.input_queue.capacity)
-        self._size_for(most, max(_MIN_OUTBOX, most * self.per_lane) if self.sends else 0)
+        self._size_for(most, self.outbox_capacity(most))
         # Work-group size: the launch's block_size, within what the device allows for this kernel.
         wg = int(self.entry.get_work_group_info(cl.kernel_work_group_info.WORK_GROUP_SIZE, dc.device))
         self.local_size = max(1, min(int(handle.options.block_size or 64), wg))
@@ -237,7 +205,7 @@ class OpenclExecutor:
         env["outbox_capacity"] = capacity
         if not self.svm:
             raw = env.tobytes()
-            if self._env_live or raw != self._env_sent:
+            if self.env_live or raw != self._env_sent:
                 self._upload("env", c.ENV_DTYPE.itemsize)
                 self._env_sent = raw
         self._size_for(n, capacity)
@@ -274,15 +242,12 @@ class OpenclExecutor:
 
     def run(self, batch: np.ndarray) -> BatchResult:
         with self.lock:
-            return self._run(batch)
+            return self._run_batch(batch)
 
-    def _run(self, batch: np.ndarray) -> BatchResult:
-        n = len(batch)
-        h = self.handle
-        sym = self.sym
-        q = self.queue
-        kir = self.kir
-        nbytes = n * sym.slot_size
+    # -- DeviceBatchExecutor's hooks ---------------------------------------------------
+
+    def _stage_input(self, batch: np.ndarray) -> None:
+        nbytes = len(batch) * self.sym.slot_size
         popped = self._host.get("popped")
         if popped is not None and batch.ctypes.data == popped.ctypes.data:  # popped where the device reads
             self._in_role = "popped"
@@ -290,90 +255,64 @@ class OpenclExecutor:
             self._in_role = "input"
             self._region("input", nbytes)[:nbytes] = np.ascontiguousarray(batch).view(np.uint8).reshape(-1)
         self._upload(self._in_role, nbytes)
-        if kir.uses_now:
-            base = h.clock.tick()  # the batch's ticks are (physical, logical + k), k = 0, 1, ...
-            self.env["hlc_physical"] = base.physical
-            self.env["hlc_logical"] = base.logical
-        capacity = max(_MIN_OUTBOX, n * self.per_lane) if self.sends else 0
-        if self.snapshot_buf is not None:
-            cl.enqueue_copy(q, self.snapshot_buf, self.state_buf, byte_count=self.state_nbytes)
-        read_replies = self.out_dtype is not None and sym.out_size > 0
-        while True:
-            if self.svm and n <= _SPIN_BATCH:
-                status = self._region("status", 4 * n)[:4 * n].view(np.uint32)
-                status[:] = _PENDING
-                self._await(self._launch(n, capacity), status, n)
-            elif self.svm:
-                self._launch(n, capacity).wait()
-            else:  # the last read waits for the whole batch (an in-order queue)
-                self._launch(n, capacity)
-                self._download("status", 4 * n, blocking=not (read_replies or self._env_live))
-                if read_replies:
-                    self._download("replies", n * sym.out_size, blocking=not self._env_live)
-                if self._env_live:
-                    self._download("env", c.ENV_DTYPE.itemsize, blocking=True)
-            count = int(self.env["outbox_count"][0]) if self.sends else 0
-            if count <= capacity:
-                break
-            want = count * sym.outbox_stride
-            if want > MAX_OUTBOX_BYTES or want > self.max_alloc:
-                break  # more than one outbox may hold: the host runs the batch (below)
-            try:
-                self._region("outbox", _pow2(count) * sym.outbox_stride)
-            except BackendError:
-                break  # the device has no room for that outbox: the host runs the batch (below)
-            # Rerun with room for every attempt: restore the state the batch started from.
-            self.per_lane = max(self.per_lane, -(-count // n))
-            capacity = _pow2(count)
-            self.reruns += 1
-            if self.snapshot_buf is not None:
-                cl.enqueue_copy(q, self.state_buf, self.snapshot_buf, byte_count=self.state_nbytes)
-        status = self._host["status"][:4 * n].view(np.uint32)
-        replies = None
-        if self.out_dtype is not None:
-            replies = (self._host["replies"][:n * sym.out_size].view(self.out_dtype) if read_replies
-                       else h._scratch("replies", self.out_dtype, n))
-        env = KernelEnv(h, batch["header"], self.specs)
-        if count:
-            self.per_lane = max(self.per_lane, -(-count // n))
-            kept = min(count, capacity)
-            self._download("outbox", kept * sym.outbox_stride, blocking=True)
-            records = c.read_outbox(kir, self._host["outbox"][:kept * sym.outbox_stride], kept)
-            if count > capacity or not env.deliverable(records):
-                # The device assumed every recorded send DELIVERED (a publish: one subscriber); the runtime
-                # would answer otherwise, so the kernel's code took the wrong branch. Run the batch again
-                # on the host, where the real answers are known, from the state the batch started from.
-                return self._run_on_host(batch)
-            env.deliver(records)
-        ticks = int(self.env["tick_count"][0]) if kir.uses_now else 0
-        if ticks:
-            h.clock.observe(int(self.env["hlc_physical"][0]), int(self.env["hlc_logical"][0]) + ticks - 1)
-        has_reply, sites = c.decode_status(status)
-        return BatchResult(replies, has_reply, env.forwarded, lane_errors(kir, sites))
 
-    def _run_on_host(self, batch: np.ndarray) -> BatchResult:
-        """The batch through the core's NumpyExecutor (the CPU backend's code path) with live K2K answers,
-        from the state saved before the device ran it; the new state goes back to the device."""
-        q = self.queue
-        self.host_runs += 1
-        if self._numpy is None:
-            self._numpy = NumpyExecutor(self.handle)
+    def _dispatch(self, n: int, capacity: int) -> None:
+        if self.svm and n <= _SPIN_BATCH:
+            status = self._region("status", 4 * n)[:4 * n].view(np.uint32)
+            status[:] = _PENDING
+            self._await(self._launch(n, capacity), status, n)
+        elif self.svm:
+            self._launch(n, capacity).wait()
+        else:  # the last read waits for the whole batch (an in-order queue)
+            self._launch(n, capacity)
+            self._download("status", 4 * n, blocking=not (self.read_replies or self.env_live))
+            if self.read_replies:
+                self._download("replies", n * self.sym.out_size, blocking=not self.env_live)
+            if self.env_live:
+                self._download("env", c.ENV_DTYPE.itemsize, blocking=True)
+
+    def _status(self, n: int) -> np.ndarray:
+        return self._host["status"][:4 * n].view(np.uint32)
+
+    def _replies(self, n: int) -> np.ndarray:
+        return self._host["replies"][:n * self.sym.out_size].view(self.out_dtype)
+
+    def _outbox(self, count: int) -> np.ndarray:
+        nbytes = count * self.sym.outbox_stride
+        self._download("outbox", nbytes, blocking=True)
+        return self._host["outbox"][:nbytes]
+
+    def _grow_outbox(self, records: int) -> bool:
+        nbytes = records * self.sym.outbox_stride
+        if nbytes > self.max_alloc:
+            return False
+        try:
+            self._region("outbox", nbytes)
+        except BackendError:
+            return False  # the device has no room for that outbox
+        return True
+
+    def _save_state(self) -> None:
+        cl.enqueue_copy(self.queue, self.snapshot_buf, self.state_buf, byte_count=self.state_nbytes)
+
+    def _restore_state(self) -> None:
+        cl.enqueue_copy(self.queue, self.state_buf, self.snapshot_buf, byte_count=self.state_nbytes)
+
+    def _saved_state(self) -> np.ndarray:
         st = self.handle.state_array
-        state = None
-        if st is not None:
-            state = np.zeros(1, st.dtype)
-            cl.enqueue_copy(q, state.view(np.uint8), self.snapshot_buf, is_blocking=True)
-        result = self._numpy.run(batch, state)
-        if state is not None:
-            cl.enqueue_copy(q, self.state_buf, state.view(np.uint8), is_blocking=True)
-        return result
+        state = np.zeros(1, st.dtype)
+        cl.enqueue_copy(self.queue, state.view(np.uint8), self.snapshot_buf, is_blocking=True)
+        return state
+
+    def _write_state(self, state: np.ndarray) -> None:
+        cl.enqueue_copy(self.queue, self.state_buf, state.view(np.uint8), is_blocking=True)
 
     def run_one(self, header: Any, payload: np.void) -> tuple[Any, bool, tuple[int, str] | None]:
         """One message (the latency path of ``call``): a batch of one through the same dispatch.
 
         With SVM and a kernel that neither sends nor reads the clock, the message is written where the
         device reads it and the result read where it wrote it: one command, no batch arrays."""
-        if self._env_live or not self.svm:
+        if self.env_live or not self.svm:
             return run_as_batch_of_one(self, self.batch_buffer(1), header, payload)
         with self.lock:
             one = self._one
@@ -390,15 +329,7 @@ class OpenclExecutor:
             status[0] = _PENDING
             self._in_role = "popped"
             self._await(self._launch(1, 0), status, 1)
-            word = int(status[0])
-            if word & c.STATUS_FAILED:
-                _, code, detail = lane_errors(self.kir, np.array([word & ~c.STATUS_FAILED], np.uint32))[0]
-                return None, False, (code, detail)
-            if word == c.STATUS_REPLY:
-                if replies is None:  # a reply type with no fields
-                    return tuple(np.zeros(1, self.out_dtype)[0].item()), False, None
-                return replies.copy()[0].item(), False, None  # a copy: array fields would be views
-            return None, False, None
+            return self._one_result(int(status[0]), replies)
 
     def read_state(self) -> np.ndarray | None:
         """A copy of the kernel's state record, read from the device."""

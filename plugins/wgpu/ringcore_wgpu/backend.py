@@ -41,6 +41,7 @@ import numpy as np
 import wgpu
 
 import ringcore.lang as lang
+from ringcore._memory import pow2 as _pow2
 from ringcore.errors import BackendError
 from ringcore.kernel import KernelState
 from ringcore.lang.host import KernelEnv, NumpyExecutor, lane_errors, sent_specs
@@ -60,10 +61,6 @@ OUTBOX_PER_LANE = 4
 _MIN_OUTBOX = 64
 _BU = wgpu.BufferUsage
 _PARAMS_BYTES = 4 * wgsl.PARAMS_WORDS
-
-
-def _pow2(n: int) -> int:
-    return 1 << max(0, int(n) - 1).bit_length()
 
 
 def _lost(exc: BaseException) -> bool:
