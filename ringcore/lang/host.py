@@ -11,6 +11,7 @@ them, and a device backend's event-driven mode delivers its outbox through
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -33,8 +34,10 @@ if TYPE_CHECKING:
     from ..queue import RingQueue
     from ..runtime import KernelHandle
 
-__all__ = ["KernelEnv", "NumpyExecutor", "DeviceBatchExecutor", "PersistentDevice", "PersistentLoop", "field_arrays", "state_arrays",
+__all__ = ["KernelEnv", "NumpyExecutor", "DeviceBatchExecutor", "ResidentSlots", "check_persistent_slots", "start_resident", "PersistentDevice", "PersistentLoop", "field_arrays", "state_arrays",
            "lane_errors", "sent_specs"]
+
+log = logging.getLogger("ringcore")
 
 _CODE = {r: np.uint32(c) for r, c in DELIVERY_CODES.items()}
 _DELIVERED = int(DELIVERY_CODES[DeliveryResult.DELIVERED])
@@ -599,3 +602,60 @@ class PersistentLoop(HostLoop):
             else:
                 bell.wait(0.05)
                 backoff = 0.0
+
+
+class ResidentSlots:
+    """How many groups (work-groups, blocks) of resident kernels a device runs now, across the process.
+
+    A resident loop occupies a compute unit for the kernel's whole life, so a device backend keeps at most
+    its ``persistent_slots`` groups resident (see :func:`start_resident`); one ResidentSlots per device.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        #: Groups of resident kernels on the device now.
+        self.used = 0
+
+    def claim(self, limit: int, groups: int) -> bool:
+        """Count ``groups`` more if that keeps the total within ``limit``; whether it did."""
+        with self._lock:
+            if self.used + groups > limit:
+                return False
+            self.used += groups
+            return True
+
+    def release(self, groups: int) -> None:
+        with self._lock:
+            self.used = max(0, self.used - groups)
+
+
+def check_persistent_slots(value: Any, default: int) -> int:
+    """A runtime's ``persistent_slots`` option: ``default`` for None, else an int >= 0 (ValueError otherwise)."""
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"persistent_slots={value!r} must be an int >= 0 (groups the device keeps resident at "
+                         "once, across the process; 0 runs every kernel event-driven)")
+    return value
+
+
+def start_resident(handle: KernelHandle, slots: ResidentSlots, limit: int, groups: int,
+                   make_device: Any, where: str) -> bool:
+    """Start ``handle`` resident: claim ``groups`` of the device's ``limit`` slots, build its device loop
+    (``make_device()``, a PersistentDevice) and serve it with a :class:`PersistentLoop`.
+
+    Returns False, after logging why, when the groups do not fit (the caller runs the kernel event-driven);
+    a failure while building the loop gives the slots back and propagates."""
+    if not slots.claim(limit, groups):
+        log.info("ringcore: kernel %r runs event-driven on %s: its %d resident group(s) do not fit in the %d "
+                 "persistent slot(s) left of %d (persistent_slots; each resident group occupies a compute unit)",
+                 handle.name, where, groups, max(0, limit - slots.used), limit)
+        return False
+    try:
+        device = make_device()
+    except BaseException:
+        slots.release(groups)
+        raise
+    handle.loop = PersistentLoop(handle, device)
+    handle.loop.start()
+    return True

@@ -13,6 +13,7 @@ from typing import Any
 import pyopencl as cl
 
 from ringcore.errors import BackendUnavailableError, KernelCompileError
+from ringcore.lang.host import ResidentSlots
 from ringcore.lang.ir import KernelIR
 from ringcore.lang.targets import c, opencl
 from ringcore.plugins import choose_device
@@ -138,20 +139,8 @@ class DeviceContext:
         self._programs: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.builds = 0  # programs built (for tests: the cache's effect is observable)
-        self.resident = 0  # work-groups of resident kernels on the device now, across the process's runtimes
+        self.resident = ResidentSlots()  # work-groups of resident kernels on the device, across the process
         self.int64_atomics = "cl_khr_int64_base_atomics" in dev.extensions
-
-    def claim_resident(self, limit: int, groups: int = 1) -> bool:
-        """Count ``groups`` more resident work-groups if that keeps them within ``limit``; whether it did."""
-        with self._lock:
-            if self.resident + groups > limit:
-                return False
-            self.resident += groups
-            return True
-
-    def release_resident(self, groups: int = 1) -> None:
-        with self._lock:
-            self.resident = max(0, self.resident - groups)
 
     def program_for(self, kir: KernelIR) -> Any:
         """The built program holding ``kir``'s entry point (built now if no cached program has it).

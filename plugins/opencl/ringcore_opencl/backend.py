@@ -43,7 +43,7 @@ from ringcore._memory import aligned_zeros
 from ringcore._memory import pow2 as _pow2
 from ringcore.errors import BackendError
 from ringcore.kernel import KernelMode
-from ringcore.lang.host import DeviceBatchExecutor, PersistentLoop
+from ringcore.lang.host import DeviceBatchExecutor, check_persistent_slots, start_resident
 from ringcore.lang.targets import c
 from ringcore.runtime import BatchResult, KernelHandle, RingKernelRuntime, run_as_batch_of_one
 
@@ -390,11 +390,7 @@ class OpenclRuntime(RingKernelRuntime):
         self.device_context = _device.context_for(dev)
         #: Whether host-visible memory (queues, control blocks, per-batch buffers) is fine-grain SVM.
         self.svm = svm
-        if persistent_slots is None:
-            persistent_slots = _device.default_persistent_slots(dev)
-        elif not isinstance(persistent_slots, int) or isinstance(persistent_slots, bool) or persistent_slots < 0:
-            raise ValueError(f"persistent_slots={persistent_slots!r} must be an int >= 0 (kernels the device "
-                             "keeps resident at once; 0 runs every kernel event-driven)")
+        persistent_slots = check_persistent_slots(persistent_slots, _device.default_persistent_slots(dev))
         #: How many kernels may be resident on the device at once (counted across the process's runtimes).
         self.persistent_slots = persistent_slots
 
@@ -445,20 +441,10 @@ class OpenclRuntime(RingKernelRuntime):
 
     def _start_kernel(self, handle: KernelHandle) -> None:
         if handle.mode is KernelMode.PERSISTENT:
-            groups = persistent_groups(handle, self)
-            if self.device_context.claim_resident(self.persistent_slots, groups):
-                try:
-                    device = OpenclPersistent(handle, self)
-                except BaseException:
-                    self.device_context.release_resident(groups)
-                    raise
-                handle.loop = PersistentLoop(handle, device)
-                handle.loop.start()
+            if start_resident(handle, self.device_context.resident, self.persistent_slots,
+                              persistent_groups(handle, self), lambda: OpenclPersistent(handle, self),
+                              f"the opencl backend ({self.cl_device.name.strip()})"):
                 return
-            log.info("ringcore: kernel %r runs event-driven on the opencl backend: its %d work-group(s) do not "
-                     "fit in the %d persistent slot(s) of %s left (persistent_slots; each resident work-group "
-                     "occupies a compute unit)", handle.name, groups, self.persistent_slots,
-                     self.cl_device.name.strip())
             handle.mode = KernelMode.EVENT_DRIVEN
         super()._start_kernel(handle)
 

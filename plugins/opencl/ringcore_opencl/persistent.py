@@ -147,7 +147,7 @@ class OpenclPersistent:
                           self.handle.name, status)
         finally:
             _live.discard(self)
-            self.runtime.device_context.release_resident(self.groups)
+            self.runtime.device_context.resident.release(self.groups)
 
 
 @atexit.register
