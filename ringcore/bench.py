@@ -498,6 +498,54 @@ def device_figures(bench: str, make_runtime: Callable[[], Any], where: str, *, q
     ]
 
 
+def _resident_host_api(make_runtime: Callable[[], Any], mode: str, calls: int) -> tuple[list[float], float]:
+    """``call`` round trips (s, each) and ``call_many`` of DEVICE_BATCH messages (msg/s) on vector add
+    launched in ``mode``; raises when the kernel ran another mode or replied wrong sums."""
+    from .demo.vector_add import Operands, vector_add
+
+    req, expected = vector_add_requests(DEVICE_BATCH)
+    one = Operands(a=req["a"][0], b=req["b"][0])
+    with make_runtime() as rt:
+        k = rt.launch(vector_add, mode=mode, input_capacity=DEVICE_BATCH, output_capacity=DEVICE_BATCH)
+        if k.mode.value != mode:
+            raise RuntimeError(f"vector_add ran {k.mode.value}, not {mode}")
+        k.call(one)
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            k.call(one)
+            times.append(time.perf_counter() - t0)
+        k.call_many(req, timeout=60)
+        t0 = time.perf_counter()
+        got = k.call_many(req, timeout=60)
+        rate = DEVICE_BATCH / (time.perf_counter() - t0)
+        if not np.array_equal(got["c"], expected):
+            raise RuntimeError(f"vector_add ({mode}) returned wrong sums")
+    return times, rate
+
+
+def resident_figures(bench: str, make_runtime: Callable[[], Any], where: str, *, quick: bool,
+                     p50_target: float | None = None) -> list[Figure]:
+    """A device backend's persistent-mode figures, each next to the same kernel event-driven in the same
+    run: ``call`` round trip p50 and p99 (one vector-add message) and ``call_many`` throughput."""
+    n = 300 if quick else 3000
+    times, rate_p = _resident_host_api(make_runtime, "persistent", n)
+    times_e, rate_e = _resident_host_api(make_runtime, "event_driven", n)
+    p50, p99 = (float(np.percentile(times, q)) * 1e6 for q in (50, 99))
+    p50_e, p99_e = (float(np.percentile(times_e, q)) * 1e6 for q in (50, 99))
+    return [
+        Figure(bench, f"persistent call round trip p50 (vector add, one message) on {where}", p50, "us", p50_e,
+               "the same kernel event-driven", target=p50_target, higher_is_better=False,
+               note="kernel.call on a resident kernel: push, the device loop polls and answers, the caller takes "
+                    "the completion and the reply", details={"calls": n}),
+        Figure(bench, f"persistent call round trip p99 on {where}", p99, "us", p99_e, "the same kernel event-driven",
+               higher_is_better=False, details={"calls": n}),
+        Figure(bench, f"persistent call_many, {DEVICE_BATCH:,} messages (vector add) on {where}", rate_p, "msg/s",
+               rate_e, "the same kernel event-driven",
+               note="host API end to end through a resident kernel; replies checked against numpy"),
+    ]
+
+
 def machine_info() -> dict[str, Any]:
     """The machine a benchmark ran on: Python, numpy, ringcore, CPUs, CPU model, load average."""
     cpu = platform.processor() or platform.machine()

@@ -945,13 +945,13 @@ def test_layout_asserts_fire(ocl: Ocl, tmp_path: Path) -> None:
     """The compile-time layout checks really check: a wrong offset fails both builds."""
     kir = lower(c_layout)
     src = opencl.emit(kir)
-    good = f"RC_OFFSETOF({c.symbols(kir).in_struct}, f_value) == 8"
+    good = f"RC_ASSERT_OFFSET({c.symbols(kir).in_struct}, f_value, 8,"
     assert good in src
-    bad = src.replace(good, good.replace("== 8", "== 4"))
+    bad = src.replace(good, good.replace(" 8,", " 4,"))
     with pytest.raises(cl.Error):
         cl.Program(ocl.ctx, bad).build(options=opencl.build_options(ocl.device))
     if _nvcc() is not None:
-        r = compile_cuda(cuda.emit(kir).replace(good, good.replace("== 8", "== 4")), tmp_path, "bad")
+        r = compile_cuda(cuda.emit(kir).replace(good, good.replace(" 8,", " 4,")), tmp_path, "bad")
         assert r.returncode != 0 and "f_value" in r.stderr
 
 
@@ -961,14 +961,14 @@ def test_structs_match_the_dtypes() -> None:
     src = c.emit(kir, c.OPENCL)
     name = c.symbols(kir).in_struct
     for field, (_dt, off) in Mixed.dtype.fields.items():
-        assert f"RC_OFFSETOF({name}, f_{field}) == {off}" in src
+        assert f"RC_ASSERT_OFFSET({name}, f_{field}, {off}," in src
     assert f"sizeof({name}) == {Mixed.dtype.itemsize}" in src
     assert "rc_u8 _pad0[7];" in src  # flag (u8) then value (f64) at 8
     assert f"RC_SLOT_SIZE_{c.symbols(kir).ident} {Mixed.slot_dtype.itemsize}" in src
     assert c.ENV_DTYPE.itemsize == 64 and c.OUTBOX_HEAD_DTYPE.itemsize == c.OUTBOX_HEAD_SIZE == 24
     hdr = c.prelude(c.CUDA)
     for field, (_dt, off) in ringcore.HEADER_DTYPE.fields.items():
-        assert f"RC_OFFSETOF(rc_header, {field}) == {off}" in hdr
+        assert f"RC_ASSERT_OFFSET(rc_header, {field}, {off}," in hdr
 
 
 def test_identifiers_are_valid_and_distinct() -> None:

@@ -15,6 +15,7 @@ from cupy.cuda import nvrtc
 from cupy.cuda import runtime as cudart
 
 from ringcore.errors import BackendUnavailableError, KernelCompileError
+from ringcore.lang.host import ResidentSlots
 from ringcore.lang.ir import KernelIR
 from ringcore.lang.targets import c, cuda
 from ringcore.plugins import choose_device
@@ -136,7 +137,11 @@ def compile_source(src: str, cc: tuple[int, int], kirs: list[KernelIR], where: s
             nvrtc.compileProgram(prog, [f"--gpu-architecture={arch}", *cuda.NVRTC_OPTIONS])
         except nvrtc.NVRTCError:
             raise build_error(kirs, nvrtc.getProgramLog(prog), where) from None
-        return nvrtc.getCUBIN(prog) if cubin else nvrtc.getPTX(prog).encode() + b"\0"
+        if cubin:
+            return bytes(nvrtc.getCUBIN(prog))
+        ptx = nvrtc.getPTX(prog)
+        ptx = ptx if isinstance(ptx, bytes) else ptx.encode()
+        return ptx if ptx.endswith(b"\0") else ptx + b"\0"  # the driver loads PTX as a C string
     finally:
         nvrtc.destroyProgram(prog)
 
@@ -177,19 +182,7 @@ class DeviceModules:
         self._modules: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.builds = 0  # modules compiled (for tests: the cache's effect is observable)
-        self.resident = 0  # blocks of resident kernels on the GPU now
-
-    def claim_resident(self, limit: int, blocks: int) -> bool:
-        """Count ``blocks`` more resident blocks if that keeps them within ``limit``; whether it did."""
-        with self._lock:
-            if self.resident + blocks > limit:
-                return False
-            self.resident += blocks
-            return True
-
-    def release_resident(self, blocks: int) -> None:
-        with self._lock:
-            self.resident = max(0, self.resident - blocks)
+        self.resident = ResidentSlots()  # blocks of resident kernels on the GPU, across the process
 
     def module_for(self, kir: KernelIR) -> Any:
         """The loaded module holding ``kir``'s entry points (compiled now if no cached module has them)."""

@@ -308,7 +308,7 @@ def _opencl_head() -> str:
         "#define RC_FN static inline",
         "#define RC_HANDLER",
         "#define RC_STATIC_ASSERT(cond, tag) typedef char rc_assert_##tag[(cond) ? 1 : -1]",
-        "#define RC_OFFSETOF(type, field) __builtin_offsetof(type, field)",
+        "#define RC_ASSERT_OFFSET(type, field, off, tag) RC_STATIC_ASSERT(__builtin_offsetof(type, field) == (off), tag)",
         "#define RC_F32_BITS(x) as_uint(x)",
         "#define RC_F32_FROM_BITS(x) as_float(x)",
         "#define RC_F64_BITS(x) as_ulong(x)",
@@ -342,7 +342,12 @@ def _cuda_head() -> str:
         "#define RC_FN static __device__ __forceinline__",
         "#define RC_HANDLER __device__",
         "#define RC_STATIC_ASSERT(cond, tag) static_assert(cond, #tag)",
-        "#define RC_OFFSETOF(type, field) __builtin_offsetof(type, field)",
+        "#ifdef __CUDACC_RTC__",
+        "/* NVRTC knows no offsetof builtin: field offsets are checked where the same source is built by nvcc */",
+        "#define RC_ASSERT_OFFSET(type, field, off, tag)",
+        "#else",
+        "#define RC_ASSERT_OFFSET(type, field, off, tag) RC_STATIC_ASSERT(__builtin_offsetof(type, field) == (off), tag)",
+        "#endif",
         "#define RC_F32_BITS(x) __float_as_uint(x)",
         "#define RC_F32_FROM_BITS(x) __uint_as_float(x)",
         "#define RC_F64_BITS(x) ((rc_u64)__double_as_longlong(x))",
@@ -588,7 +593,7 @@ def _struct_from_dtype(cname: str, dtype: np.dtype, fields: dict[str, Any], pref
         else:
             st = t if isinstance(t, ScalarType) else _scalar_of_dtype(t)
             lines.append(f"    {_ctype(st)} {member};")
-        asserts.append(f"RC_STATIC_ASSERT(RC_OFFSETOF({cname}, {member}) == {off}, {cname}_{member}_offset);")
+        asserts.append(f"RC_ASSERT_OFFSET({cname}, {member}, {off}, {cname}_{member}_offset);")
         cur = off + fdt.itemsize
     if dtype.itemsize > cur:
         lines.append(f"    rc_u8 _pad{pad}[{dtype.itemsize - cur}];")
