@@ -11,9 +11,11 @@ them, and a device backend's event-driven mode delivers its outbox through
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from ..queue import RingQueue
     from ..runtime import KernelHandle
 
-__all__ = ["KernelEnv", "NumpyExecutor", "DeviceBatchExecutor", "ResidentSlots", "check_persistent_slots", "start_resident", "PersistentDevice", "PersistentLoop", "field_arrays", "state_arrays",
+__all__ = ["KernelEnv", "NumpyExecutor", "DeviceBatchExecutor", "ResidentSlots", "ResidentDevice", "check_persistent_slots", "start_resident", "PersistentDevice", "PersistentLoop", "field_arrays", "state_arrays",
            "lane_errors", "sent_specs"]
 
 log = logging.getLogger("ringcore")
@@ -659,3 +661,91 @@ def start_resident(handle: KernelHandle, slots: ResidentSlots, limit: int, group
     handle.loop = PersistentLoop(handle, device)
     handle.loop.start()
     return True
+
+
+class ResidentDevice:
+    """The lifecycle of a device loop (a PersistentDevice), written once for the device backends.
+
+    A subclass launches the C targets' ``rc_persist_<ident>`` in its ``__init__`` (then calls this
+    ``__init__``), and implements :meth:`exited` (setting ``fault`` when the launch failed on the device)
+    and :meth:`_keep_state` (copy the device's final state into ``handle.state_array``). This class stops
+    the loop (:meth:`stop`), closes it once (:meth:`close`: a loop that does not acknowledge within
+    :attr:`STOP_TIMEOUT` is logged and its memory kept, since the device may still touch it) and, at
+    process exit, tells every loop still running to stop, so that no device keeps spinning.
+    """
+
+    #: How long closing a loop waits for the device to leave it once told to (a loop polls continuously, so
+    #: it leaves within microseconds unless a handler is still running a long message).
+    STOP_TIMEOUT = 10.0
+
+    _live: weakref.WeakSet[ResidentDevice] = weakref.WeakSet()
+    _stuck: list[ResidentDevice] = []  # loops that did not acknowledge the stop: their memory must outlive them
+
+    def __init__(self, handle: KernelHandle, slots: ResidentSlots, groups: int) -> None:
+        self.handle = handle
+        self.slots = slots
+        self.groups = groups
+        #: Why the device loop ended on its own (a failure on the device), once :meth:`exited` saw it.
+        self.fault: object = None
+        self.closed = False
+        self._close_lock = threading.Lock()
+        ResidentDevice._live.add(self)
+
+    def exited(self) -> bool:
+        raise NotImplementedError
+
+    def _keep_state(self) -> None:
+        raise NotImplementedError
+
+    def stop(self, timeout: float) -> bool:
+        """Tell the loop to leave (``should_terminate``) and wait up to ``timeout`` s; True if it did."""
+        if not self.exited():
+            self.handle.control.should_terminate = 1
+        deadline = time.monotonic() + timeout
+        while not self.exited():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.0002)
+        return True
+
+    def close(self) -> None:
+        """After the host loop ends: make sure the device loop has stopped, keep the final state, free."""
+        with self._close_lock:
+            if self.closed:
+                return
+            self.closed = True
+        stuck = False
+        try:
+            if not self.stop(self.STOP_TIMEOUT):
+                stuck = True
+                ResidentDevice._stuck.append(self)
+                log.error("ringcore: the device loop of kernel %r did not stop within %s s of being told to; its "
+                          "memory is kept for the rest of the process", self.handle.name, self.STOP_TIMEOUT)
+                return
+            if self.fault is not None:  # the device's memory may be unusable now: the state stays as it was
+                log.error("ringcore: the device loop of kernel %r failed on the device: %s", self.handle.name,
+                          self.fault)
+            elif self.handle.state_array is not None:  # the final state stays readable after termination
+                self._keep_state()
+        finally:
+            ResidentDevice._live.discard(self)
+            if not stuck:
+                self.slots.release(self.groups)
+
+
+def stop_resident_loops(timeout: float = 2.0) -> list[str]:
+    """Tell every device loop still running in this process to stop; the kernels whose loop did not."""
+    left = []
+    for dev in list(ResidentDevice._live):
+        try:
+            if not dev.stop(timeout):
+                left.append(dev.handle.name)
+        except Exception:  # interpreter shutdown: best effort
+            pass
+    return left
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    for name in stop_resident_loops():
+        log.error("ringcore: the device loop of kernel %r did not stop at exit", name)

@@ -96,7 +96,8 @@ class CudaExecutor(DeviceBatchExecutor):
             # short of memory fails the launch, cleanly, not a batch later.
             most = min(int(handle.options.max_batch or 1), handle.input_queue.capacity)
             self._size_for(most, self.outbox_capacity(most))
-            self._launch(0, 0)  # the module's first launch happens now, not on the first message
+            self._launch(0, 0)  # the module's first launch happens now (and fails now), not on the first message
+            self._wait()
 
     # -- memory ------------------------------------------------------------------------
 

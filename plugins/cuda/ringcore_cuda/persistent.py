@@ -11,26 +11,23 @@ The core's :class:`~ringcore.lang.host.PersistentLoop` turns completions into re
 and ControlBlock updates exactly as the event-driven path does.
 
 ``terminate()`` sets ``should_terminate``; every block leaves at its next poll (after publishing a claim
-it holds) and the launch completes, which is the acknowledgement (an event recorded behind it). A loop
-that does not acknowledge within :data:`STOP_TIMEOUT` is reported and its memory kept; loops still
-running at process exit are told to stop (``atexit``), and the driver ends any that remain when the
-process's CUDA context goes, so no GPU is left spinning after the process exits.
+it holds) and the launch completes, which is the acknowledgement (an event recorded behind it). The
+core's :class:`~ringcore.lang.host.ResidentDevice` does the rest: a loop that does not acknowledge
+within :data:`STOP_TIMEOUT` is reported and its memory kept, and loops still running at process exit
+are told to stop (``atexit``); the driver ends any that remain when the process's CUDA context goes,
+so no GPU is left spinning after the process exits.
 """
 
 from __future__ import annotations
 
-import atexit
-import logging
-import threading
-import time
-import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import cupy
 import numpy as np
 from cupy.cuda import runtime as cudart
 
 import ringcore.lang as lang
+from ringcore.lang.host import ResidentDevice
 from ringcore.lang.targets import c
 from ringcore.queue import RingQueue
 
@@ -41,17 +38,10 @@ if TYPE_CHECKING:
 
 __all__ = ["CudaPersistent", "resident_blocks", "STOP_TIMEOUT", "MAX_DONE_CAPACITY"]
 
-log = logging.getLogger("ringcore")
-
-#: How long closing a loop waits for the GPU to leave it once told to (it polls continuously, so it
-#: leaves within microseconds unless a handler is still running a long message).
-STOP_TIMEOUT = 10.0
+#: How long closing a loop waits for the GPU to leave it once told to.
+STOP_TIMEOUT = ResidentDevice.STOP_TIMEOUT
 #: Completion records per resident kernel (at most; fewer for small input queues).
 MAX_DONE_CAPACITY = 1 << 16
-
-_live: weakref.WeakSet[CudaPersistent] = weakref.WeakSet()
-# Loops whose GPU did not acknowledge the stop: their memory must outlive them.
-_stuck: list[CudaPersistent] = []
 
 
 def resident_blocks(handle: KernelHandle) -> int:
@@ -59,19 +49,18 @@ def resident_blocks(handle: KernelHandle) -> int:
     return 1 if lang.lower(handle.kernel).serial else int(handle.options.grid_size)
 
 
-class CudaPersistent:
-    """One resident kernel: its GPU loop, memory and completion queue (a PersistentDevice)."""
+class CudaPersistent(ResidentDevice):
+    """One resident kernel: its GPU loop, memory and completion queue (a PersistentDevice; its stop and
+    close are the core's ResidentDevice)."""
 
     def __init__(self, handle: KernelHandle, runtime: CudaRuntime) -> None:
         from .backend import block_size, ptr
 
-        self.handle = handle
         self.runtime = runtime
         kir = lang.lower(handle.kernel)
         sym = c.symbols(kir)
         self.gpu = runtime.modules.device
         what = f"kernel {handle.name!r}"
-        self.fault: Exception | None = None
         with self.gpu:
             fn = runtime.modules.module_for(kir).get_function(sym.persist)
             self.stream = cupy.cuda.Stream(non_blocking=True)  # the loop's, for its whole life
@@ -104,9 +93,7 @@ class CudaPersistent:
                 raise runtime.gpu_error(f"launching the resident loop of {what}", exc) from None
             self.event = cupy.cuda.Event(block=False, disable_timing=True)
             self.event.record(self.stream)
-        self._lock = threading.Lock()
-        self.closed = False
-        _live.add(self)
+        super().__init__(handle, runtime.modules.resident, self.blocks)
 
     def _copy(self, dst: int, src: int, nbytes: int, kind: int) -> None:
         """A copy on the copy stream, waited for (the loop's own stream is busy for the kernel's life)."""
@@ -125,71 +112,19 @@ class CudaPersistent:
             self.fault = exc
             return True
 
-    def stop(self, timeout: float) -> bool:
-        """Tell the loop to leave (``should_terminate``) and wait up to ``timeout`` s; True if it did."""
-        if not self.exited():
-            self.handle.control.should_terminate = 1
-        deadline = time.monotonic() + timeout
-        while not self.exited():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.0002)
-        return True
-
     def read_state(self) -> np.ndarray | None:
         """A copy of the kernel's state record as the GPU has it now."""
         st = self.handle.state_array
         if st is None:
             return None
+        if self.closed:
+            return st.copy()
         out = np.zeros(1, st.dtype)
-        with self._lock:
-            if self.closed:
-                return st.copy()
-            with self.gpu:
-                self._copy(out.ctypes.data, self.state.ptr, self.state_size, cudart.memcpyDeviceToHost)
+        with self.gpu:
+            self._copy(out.ctypes.data, self.state.ptr, self.state_size, cudart.memcpyDeviceToHost)
         return out
 
-    def close(self) -> None:
-        """After the host loop ends: make sure the GPU loop has stopped, keep the final state, free."""
-        with self._lock:
-            if self.closed:
-                return
-            self.closed = True
-            try:
-                if not self.stop(STOP_TIMEOUT):
-                    _stuck.append(self)  # the GPU may still touch its memory: never free it
-                    log.error("ringcore: the GPU loop of kernel %r did not stop within %s s of being told to; its "
-                              "memory is kept for the rest of the process", self.handle.name, STOP_TIMEOUT)
-                    return
-                if self.fault is not None:
-                    log.error("ringcore: the GPU loop of kernel %r failed on the GPU: %s", self.handle.name,
-                              self.fault)
-                    return
-                st = self.handle.state_array
-                if st is not None:  # the final state stays readable after termination
-                    with self.gpu:
-                        self._copy(st.ctypes.data, self.state.ptr, self.state_size, cudart.memcpyDeviceToHost)
-            finally:
-                _live.discard(self)
-                if self not in _stuck:
-                    self.runtime.modules.resident.release(self.blocks)
-
-
-def stop_all(timeout: float = 2.0) -> list[Any]:
-    """Stop every loop still resident in this process; the handles of those that did not stop."""
-    left = []
-    for dev in list(_live):
-        try:
-            if not dev.stop(timeout):
-                left.append(dev.handle)
-        except Exception:  # interpreter shutdown: best effort
-            pass
-    return left
-
-
-@atexit.register
-def _stop_at_exit() -> None:
-    """Stop every loop still resident, so that no GPU keeps spinning after the process is done (the driver
-    ends what remains when the context is destroyed at exit)."""
-    for h in stop_all():
-        log.error("ringcore: the GPU loop of kernel %r did not stop at exit", h.name)
+    def _keep_state(self) -> None:
+        with self.gpu:
+            self._copy(self.handle.state_array.ctypes.data, self.state.ptr, self.state_size,
+                       cudart.memcpyDeviceToHost)

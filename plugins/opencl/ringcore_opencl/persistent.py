@@ -18,17 +18,14 @@ told to stop (``atexit``), so none is left spinning.
 
 from __future__ import annotations
 
-import atexit
 import logging
-import threading
-import time
-import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyopencl as cl
 
 import ringcore.lang as lang
+from ringcore.lang.host import ResidentDevice
 from ringcore.lang.targets import c
 from ringcore.queue import RingQueue
 
@@ -41,15 +38,10 @@ __all__ = ["OpenclPersistent", "STOP_TIMEOUT"]
 
 log = logging.getLogger("ringcore")
 
-#: How long closing a loop waits for the device to leave it once told to (the loop polls continuously,
-#: so it leaves within microseconds unless a handler is still running a long message).
-STOP_TIMEOUT = 10.0
+#: How long closing a loop waits for the device to leave it once told to.
+STOP_TIMEOUT = ResidentDevice.STOP_TIMEOUT
 #: Completion records per resident kernel (at most; fewer for small input queues).
 MAX_DONE_CAPACITY = 1 << 16
-
-_live: weakref.WeakSet[OpenclPersistent] = weakref.WeakSet()
-# Loops whose device did not acknowledge the stop: their shared memory must outlive them.
-_stuck: list[OpenclPersistent] = []
 
 
 def groups(handle: KernelHandle, runtime: OpenclRuntime) -> int:
@@ -60,11 +52,11 @@ def groups(handle: KernelHandle, runtime: OpenclRuntime) -> int:
     return int(handle.options.grid_size)
 
 
-class OpenclPersistent:
-    """One resident kernel: its device loop, shared memory and completion queue (a PersistentDevice)."""
+class OpenclPersistent(ResidentDevice):
+    """One resident kernel: its device loop, shared memory and completion queue (a PersistentDevice; its
+    stop and close are the core's ResidentDevice)."""
 
     def __init__(self, handle: KernelHandle, runtime: OpenclRuntime) -> None:
-        self.handle = handle
         self.runtime = runtime
         kir = lang.lower(handle.kernel)
         sym = c.symbols(kir)
@@ -98,26 +90,16 @@ class OpenclPersistent:
         self.kernel.set_args(cl.SVM(handle.input_queue.buffer), cl.SVM(self.done_queue.buffer),
                              cl.SVM(handle.control.buffer), cl.SVM(self.state), cl.SVM(self.env),
                              cl.SVM(self._outbox), np.uint32(max_batch))
-        self._lock = threading.Lock()
-        self.closed = False
         self.event = cl.enqueue_nd_range_kernel(self.queue, self.kernel, (local * self.groups,), (local,))
         self.queue.flush()
-        _live.add(self)
+        super().__init__(handle, runtime.device_context.resident, self.groups)
 
     def exited(self) -> bool:
-        """Whether the device loop has returned (its launch completed, or failed)."""
-        return int(self.event.command_execution_status) <= int(cl.command_execution_status.COMPLETE)
-
-    def stop(self, timeout: float) -> bool:
-        """Tell the loop to leave (``should_terminate``) and wait up to ``timeout`` s; True if it did."""
-        if not self.exited():
-            self.handle.control.should_terminate = 1
-        deadline = time.monotonic() + timeout
-        while not self.exited():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.0005)
-        return True
+        """Whether the device loop has returned (its launch completed, or failed: then ``fault`` says how)."""
+        status = int(self.event.command_execution_status)
+        if status < 0 and self.fault is None:
+            self.fault = f"OpenCL status {status}"
+        return status <= int(cl.command_execution_status.COMPLETE)
 
     def read_state(self) -> np.ndarray | None:
         """A copy of the kernel's state record as the device has it now."""
@@ -126,36 +108,5 @@ class OpenclPersistent:
             return None
         return self.state[:self.state_size].copy().view(st.dtype)
 
-    def close(self) -> None:
-        """After the host loop ends: make sure the device loop has stopped, keep the final state, free."""
-        with self._lock:
-            if self.closed:
-                return
-            self.closed = True
-        try:
-            if not self.stop(STOP_TIMEOUT):
-                _stuck.append(self)  # the device may still touch its memory: never free it
-                log.error("ringcore: the device loop of kernel %r did not stop within %s s of being told to; "
-                          "its memory is kept for the rest of the process", self.handle.name, STOP_TIMEOUT)
-                return
-            st = self.handle.state_array
-            if st is not None:  # the final state stays readable after termination
-                st.view(np.uint8)[:] = self.state[:self.state_size]
-            status = int(self.event.command_execution_status)
-            if status < 0:
-                log.error("ringcore: the device loop of kernel %r failed on the device (OpenCL status %d)",
-                          self.handle.name, status)
-        finally:
-            _live.discard(self)
-            self.runtime.device_context.resident.release(self.groups)
-
-
-@atexit.register
-def _stop_at_exit() -> None:
-    """Stop every loop still resident, so that no device keeps spinning after the process is done."""
-    for dev in list(_live):
-        try:
-            if not dev.stop(2.0):
-                log.error("ringcore: the device loop of kernel %r did not stop at exit", dev.handle.name)
-        except Exception:  # interpreter shutdown: best effort
-            pass
+    def _keep_state(self) -> None:
+        self.handle.state_array.view(np.uint8)[:] = self.state[:self.state_size]
