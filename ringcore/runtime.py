@@ -883,7 +883,11 @@ class RingKernelRuntime:
         return handle.loop.join(timeout)
 
     def _read_state(self, handle: KernelHandle) -> np.ndarray | None:
-        """The kernel's current state record; device backends copy it back first."""
+        """The kernel's current state record: the executor's (or device loop's) ``read_state()`` where it
+        has one (a device backend copies the state back from the device), else a copy of the handle's."""
+        reader = getattr(handle.loop.executor, "read_state", None) if handle.loop is not None else None
+        if reader is not None:
+            return reader()
         return None if handle.state_array is None else handle.state_array.copy()
 
     def _close_backend(self) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 from .._hostloop import _IN_FLIGHT, _SHOULD_TERMINATE, _SMALL_BATCH, BatchResult, HostLoop, run_as_batch_of_one
 from .._memory import pow2 as _pow2
 from ..control import ErrorCode
-from ..errors import BackendError
+from ..errors import BackendError, KernelCompileError
 from ..k2k import DeliveryResult
 from ..message import MessageHeader, MessageSpec
 from .ir import DELIVERY_CODES, KernelIR, Publish, Send, stmt_exprs, walk_exprs, walk_stmts
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from ..queue import RingQueue
     from ..runtime import KernelHandle
 
-__all__ = ["KernelEnv", "NumpyExecutor", "DeviceBatchExecutor", "ResidentSlots", "ResidentDevice", "check_persistent_slots", "start_resident", "PersistentDevice", "PersistentLoop", "field_arrays", "state_arrays",
+__all__ = ["KernelEnv", "NumpyExecutor", "DeviceBatchExecutor", "ProgramCache", "ResidentSlots", "ResidentDevice", "check_persistent_slots", "start_resident", "PersistentDevice", "PersistentLoop", "field_arrays", "state_arrays",
            "lane_errors", "sent_specs"]
 
 log = logging.getLogger("ringcore")
@@ -749,3 +749,67 @@ def stop_resident_loops(timeout: float = 2.0) -> list[str]:
 def _stop_at_exit() -> None:
     for name in stop_resident_loops():
         log.error("ringcore: the device loop of kernel %r did not stop at exit", name)
+
+
+class ProgramCache:
+    """One device's built programs (modules), cached by kernel IR fingerprint for the whole process: a
+    kernel is built once per device however many runtimes and launches use it. A device backend subclasses
+    it and implements :meth:`_build_many` (one compiler run for several kernels' parts with one prelude).
+    """
+
+    def __init__(self) -> None:
+        self._programs: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        #: Compiler runs that built a program (for tests: the cache's effect is observable).
+        self.builds = 0
+
+    def _build_many(self, kirs: list[KernelIR]) -> Any:
+        """Build one program holding every kernel of ``kirs`` (distinct identifiers).
+
+        :raises KernelCompileError: the compiler refused it (for one kernel, at its Python line)."""
+        raise NotImplementedError
+
+    def program_for(self, kir: KernelIR) -> Any:
+        """The built program holding ``kir``'s entry points (built now if no cached program has them).
+
+        :raises KernelCompileError: the device's compiler refused the source.
+        """
+        fp = kir.fingerprint()
+        with self._lock:
+            prg = self._programs.get(fp)
+        if prg is None:
+            self.build([kir])
+            with self._lock:
+                prg = self._programs[fp]
+        return prg
+
+    def build(self, kirs: list[KernelIR]) -> None:
+        """Build the kernels not yet cached in one program (one compiler run: device builds are slow). When it
+        fails, each kernel is built alone, so the error is the culprit's own, at its line."""
+        from .targets import c
+
+        with self._lock:
+            todo, seen = [], set()
+            for k in kirs:
+                fp = k.fingerprint()
+                if fp not in self._programs and fp not in seen:
+                    seen.add(fp)
+                    todo.append(k)
+        if not todo:
+            return
+        idents = [c.symbols(k).ident for k in todo]
+        if len(set(idents)) != len(idents):  # two kernels of one id (different versions): one program each
+            for k in todo:
+                self.build([k])
+            return
+        try:
+            prg = self._build_many(todo)
+        except KernelCompileError:
+            if len(todo) > 1:
+                for k in todo:  # find the culprit, with its own mapped diagnostics
+                    self.build([k])
+            raise
+        with self._lock:
+            self.builds += 1
+            for k in todo:
+                self._programs[k.fingerprint()] = prg

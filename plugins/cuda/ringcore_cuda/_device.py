@@ -15,7 +15,7 @@ from cupy.cuda import nvrtc
 from cupy.cuda import runtime as cudart
 
 from ringcore.errors import BackendUnavailableError, KernelCompileError
-from ringcore.lang.host import ResidentSlots
+from ringcore.lang.host import ProgramCache, ResidentSlots
 from ringcore.lang.ir import KernelIR
 from ringcore.lang.targets import c, cuda
 from ringcore.plugins import choose_device
@@ -127,8 +127,8 @@ def nvrtc_target(cc: tuple[int, int]) -> tuple[str, bool]:
 def compile_source(src: str, cc: tuple[int, int], kirs: list[KernelIR], where: str = "NVRTC") -> bytes:
     """Compile generated CUDA C for compute capability ``cc`` with NVRTC (no GPU needed): the cubin (or PTX).
 
-    :raises KernelCompileError: NVRTC refused the source; for one kernel the message names the user's
-        Python line where the log points into it.
+    :raises KernelCompileError: NVRTC refused the source; the message names the user's Python line where
+        the log points into the (first) kernel.
     """
     arch, cubin = nvrtc_target(cc)
     prog = nvrtc.createProgram(src, "ringcore_kernels.cu", [], [])
@@ -136,7 +136,7 @@ def compile_source(src: str, cc: tuple[int, int], kirs: list[KernelIR], where: s
         try:
             nvrtc.compileProgram(prog, [f"--gpu-architecture={arch}", *cuda.NVRTC_OPTIONS])
         except nvrtc.NVRTCError:
-            raise build_error(kirs, nvrtc.getProgramLog(prog), where) from None
+            raise c.compile_error(kirs[0], nvrtc.getProgramLog(prog), where, "cuda") from None
         if cubin:
             return bytes(nvrtc.getCUBIN(prog))
         ptx = nvrtc.getPTX(prog)
@@ -146,80 +146,26 @@ def compile_source(src: str, cc: tuple[int, int], kirs: list[KernelIR], where: s
         nvrtc.destroyProgram(prog)
 
 
-def build_error(kirs: list[KernelIR], log: str, where: str) -> KernelCompileError:
-    """The KernelCompileError for an NVRTC log: at the user's line when the log points into a kernel."""
-    for kir in kirs:
-        diags = c.map_build_log(log, kir)
-        errors = [d for d in diags if "error" in d[1][:20]] or diags
-        at = next(((line, msg) for line, msg in errors if line is not None), None)
-        if at is not None:
-            line, msg = at
-            src = c._source_line(kir, line).strip()
-            shown = f"\n    {src}" if src else ""
-            return KernelCompileError(
-                f"{kir.filename}:{line}: {where} refused kernel {kir.name!r}: {msg}{shown}\nThis is a bug in "
-                "ringcore's CUDA target or a device limit; run the kernel on the cpu backend meanwhile and "
-                "report it with `ringcore info`", filename=kir.filename, line=line, construct="cuda build",
-                target="cuda")
-    first = next((ln.strip() for ln in log.splitlines() if "error" in ln), log.strip()[-300:] or "no log")
-    kir = kirs[0]
-    names = ", ".join(repr(k.name) for k in kirs)
-    return KernelCompileError(
-        f"{kir.filename}:{kir.first_line}: {where} refused the generated code of kernel(s) {names}: {first}\n"
-        "This is a bug in ringcore's CUDA target; run the kernel on the cpu backend meanwhile and report it "
-        "with `ringcore info`", filename=kir.filename, line=kir.first_line, construct="cuda build", target="cuda")
-
-
-class DeviceModules:
-    """One GPU's loaded modules for the whole process, cached by the kernel IR's fingerprint, and the count
-    of resident blocks on it (persistent loops, across the process's runtimes)."""
+class DeviceModules(ProgramCache):
+    """One GPU's loaded modules for the whole process (the core's ProgramCache: by kernel IR fingerprint),
+    and the count of resident blocks on it (persistent loops, across the process's runtimes)."""
 
     def __init__(self, index: int) -> None:
+        super().__init__()
         self.index = index
         self.device = cupy.cuda.Device(index)
         self.props = properties(index)
         self.cc = (int(self.props["major"]), int(self.props["minor"]))
-        self._modules: dict[str, Any] = {}
-        self._lock = threading.Lock()
-        self.builds = 0  # modules compiled (for tests: the cache's effect is observable)
         self.resident = ResidentSlots()  # blocks of resident kernels on the GPU, across the process
 
-    def module_for(self, kir: KernelIR) -> Any:
-        """The loaded module holding ``kir``'s entry points (compiled now if no cached module has them)."""
-        fp = kir.fingerprint()
-        with self._lock:
-            mod = self._modules.get(fp)
-        if mod is None:
-            self.build([kir])
-            with self._lock:
-                mod = self._modules[fp]
-        return mod
-
-    def build(self, kirs: list[KernelIR]) -> None:
-        """Compile the kernels not yet cached into one module (one NVRTC run) and load it on the GPU."""
-        with self._lock:
-            todo, seen = [], set()
-            for k in kirs:
-                fp = k.fingerprint()
-                if fp not in self._modules and fp not in seen:
-                    seen.add(fp)
-                    todo.append(k)
-        if not todo:
-            return
-        idents = [c.symbols(k).ident for k in todo]
-        if len(set(idents)) != len(idents):  # two kernels of one id (different versions): one module each
-            for k in todo:
-                self.build([k])
-            return
-        src = cuda.prelude() + "".join(cuda.emit_parts(k)[1] for k in todo)
-        image = compile_source(src, self.cc, todo, f"NVRTC (for {self.props['name']})")
+    def _build_many(self, kirs: list[KernelIR]) -> Any:
+        """Compile the kernels into one module (one NVRTC run) and load it on the GPU."""
+        src = cuda.prelude() + "".join(cuda.emit_parts(k)[1] for k in kirs)
+        image = compile_source(src, self.cc, kirs, f"NVRTC (for {self.props['name']})")
         with self.device:
             mod = cupy.cuda.function.Module()
             mod.load(image)
-        with self._lock:
-            self.builds += 1
-            for k in todo:
-                self._modules[k.fingerprint()] = mod
+        return mod
 
 
 _modules: dict[int, DeviceModules] = {}

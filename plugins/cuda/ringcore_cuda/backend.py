@@ -79,7 +79,7 @@ class CudaExecutor(DeviceBatchExecutor):
         self._host: dict[str, np.ndarray] = {}  # role -> mapped host bytes the GPU reads and writes in place
         self._in_role = "input"  # the region the next launch reads its input slots from
         with self.gpu:
-            self.fn = dm.module_for(kir).get_function(sym.entry)
+            self.fn = dm.program_for(kir).get_function(sym.entry)
             self.stream = cupy.cuda.Stream(non_blocking=True)
             self.block = 1 if self.serial else block_size(self.fn, handle.options.block_size)
             self.env = self._region("env", c.ENV_DTYPE.itemsize)[:c.ENV_DTYPE.itemsize].view(c.ENV_DTYPE)
@@ -330,12 +330,6 @@ class CudaRuntime(RingKernelRuntime):
 
     def _create_executor(self, handle: KernelHandle) -> CudaExecutor:
         return CudaExecutor(handle, self)
-
-    def _read_state(self, handle: KernelHandle) -> np.ndarray | None:
-        ex = handle.loop.executor if handle.loop is not None else None
-        if isinstance(ex, (CudaExecutor, CudaPersistent)):
-            return ex.read_state()
-        return super()._read_state(handle)
 
     def info(self) -> dict[str, Any]:
         d = super().info()

@@ -62,7 +62,7 @@ class CudaPersistent(ResidentDevice):
         self.gpu = runtime.modules.device
         what = f"kernel {handle.name!r}"
         with self.gpu:
-            fn = runtime.modules.module_for(kir).get_function(sym.persist)
+            fn = runtime.modules.program_for(kir).get_function(sym.persist)
             self.stream = cupy.cuda.Stream(non_blocking=True)  # the loop's, for its whole life
             self.copy_stream = cupy.cuda.Stream(non_blocking=True)  # state reads while it runs
             dtype = c.done_dtype(kir)

@@ -12,8 +12,8 @@ from typing import Any
 
 import pyopencl as cl
 
-from ringcore.errors import BackendUnavailableError, KernelCompileError
-from ringcore.lang.host import ResidentSlots
+from ringcore.errors import BackendUnavailableError
+from ringcore.lang.host import ProgramCache, ResidentSlots
 from ringcore.lang.ir import KernelIR
 from ringcore.lang.targets import c, opencl
 from ringcore.plugins import choose_device
@@ -125,91 +125,25 @@ def pick_device(index: int | None = None) -> tuple[Any, DeviceInfo]:
     return devs[i], infos[i]
 
 
-class DeviceContext:
-    """One OpenCL context per device for the whole process, with its program cache.
-
-    Programs are cached by the kernel IR's fingerprint (the generated source is a function of it), so a
-    kernel is built once per device however many runtimes and launches use it.
-    """
+class DeviceContext(ProgramCache):
+    """One OpenCL context per device for the whole process, with its program cache (the core's ProgramCache)
+    and its count of resident work-groups."""
 
     def __init__(self, dev: Any) -> None:
+        super().__init__()
         self.device = dev
         self.context = cl.Context([dev])
         self.options = opencl.build_options(dev)
-        self._programs: dict[str, Any] = {}
-        self._lock = threading.Lock()
-        self.builds = 0  # programs built (for tests: the cache's effect is observable)
         self.resident = ResidentSlots()  # work-groups of resident kernels on the device, across the process
         self.int64_atomics = "cl_khr_int64_base_atomics" in dev.extensions
 
-    def program_for(self, kir: KernelIR) -> Any:
-        """The built program holding ``kir``'s entry point (built now if no cached program has it).
-
-        :raises KernelCompileError: the device's compiler refused the source; the message names the
-            user's Python line where the build log points into the kernel.
-        """
-        fp = kir.fingerprint()
-        with self._lock:
-            prg = self._programs.get(fp)
-        if prg is not None:
-            return prg
-        self.build([kir])
-        with self._lock:
-            return self._programs[fp]
-
-    def build(self, kirs: list[KernelIR]) -> None:
-        """Build the kernels not yet cached in one program (one compiler run: PoCL builds are slow)."""
-        with self._lock:
-            todo, seen = [], set()
-            for k in kirs:
-                fp = k.fingerprint()
-                if fp not in self._programs and fp not in seen:
-                    seen.add(fp)
-                    todo.append(k)
-        if not todo:
-            return
-        idents = [c.symbols(k).ident for k in todo]
-        if len(set(idents)) != len(idents):  # two kernels of one id (different versions): one program each
-            for k in todo:
-                self.build([k])
-            return
-        src = opencl.prelude() + "".join(opencl.emit_parts(k)[1] for k in todo)
+    def _build_many(self, kirs: list[KernelIR]) -> Any:
+        src = opencl.prelude() + "".join(opencl.emit_parts(k)[1] for k in kirs)
         try:
-            prg = cl.Program(self.context, src).build(options=self.options)
+            return cl.Program(self.context, src).build(options=self.options)
         except cl.Error as exc:
-            if len(todo) == 1:
-                raise build_error(todo[0], exc, self.device) from None
-            for k in todo:  # find the culprit, with its own mapped diagnostics
-                self.build([k])
-            raise
-        with self._lock:
-            self.builds += 1
-            for k in todo:
-                self._programs[k.fingerprint()] = prg
-
-
-def build_error(kir: KernelIR, exc: Exception, dev: Any) -> KernelCompileError:
-    """The KernelCompileError for a failed build of ``kir``: at the user's line when the log points there."""
-    log = str(exc)
-    diags = c.map_build_log(log, kir)
-    errors = [d for d in diags if d[1].startswith("error") or "error" in d[1][:20]] or diags
-    at = next(((line, msg) for line, msg in errors if line is not None), None)
-    where = f"{dev.name.strip()} ({dev.platform.name.strip()})"
-    if at is not None:
-        line, msg = at
-        src = c._source_line(kir, line).strip()
-        shown = f"\n    {src}" if src else ""
-        return KernelCompileError(
-            f"{kir.filename}:{line}: the OpenCL compiler of {where} refused kernel {kir.name!r}: {msg}{shown}\n"
-            "This is a bug in ringcore's OpenCL target or a device limit; run the kernel on the cpu backend "
-            "meanwhile and report it with `ringcore info`",
-            filename=kir.filename, line=line, construct="opencl build", target="opencl")
-    first = next((msg for _, msg in errors), log.strip().splitlines()[-1] if log.strip() else "no build log")
-    return KernelCompileError(
-        f"{kir.filename}:{kir.first_line}: the OpenCL compiler of {where} refused kernel {kir.name!r} "
-        f"in generated code: {first}\nThis is a bug in ringcore's OpenCL target or a device limit; run the "
-        "kernel on the cpu backend meanwhile and report it with `ringcore info`",
-        filename=kir.filename, line=kir.first_line, construct="opencl build", target="opencl")
+            where = f"the OpenCL compiler of {self.device.name.strip()} ({self.device.platform.name.strip()})"
+            raise c.compile_error(kirs[0], str(exc), where, "opencl") from None
 
 
 _contexts: dict[int, DeviceContext] = {}

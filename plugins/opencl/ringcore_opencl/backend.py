@@ -451,12 +451,6 @@ class OpenclRuntime(RingKernelRuntime):
     def _create_executor(self, handle: KernelHandle) -> OpenclExecutor:
         return OpenclExecutor(handle, self)
 
-    def _read_state(self, handle: KernelHandle) -> np.ndarray | None:
-        ex = handle.loop.executor if handle.loop is not None else None
-        if isinstance(ex, (OpenclExecutor, OpenclPersistent)):
-            return ex.read_state()
-        return super()._read_state(handle)
-
     def info(self) -> dict[str, Any]:
         d = super().info()
         d["programs_built"] = self.device_context.builds

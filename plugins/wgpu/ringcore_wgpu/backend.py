@@ -422,12 +422,6 @@ class WgpuRuntime(RingKernelRuntime):
             raise BackendError(f"{self.device_context.lost}\nCreate a new runtime: it gets a new device")
         return WgpuExecutor(handle, self)
 
-    def _read_state(self, handle: KernelHandle) -> np.ndarray | None:
-        ex = handle.loop.executor if handle.loop is not None else None
-        if isinstance(ex, WgpuExecutor):
-            return ex.read_state()
-        return super()._read_state(handle)
-
     def info(self) -> dict[str, Any]:
         d = super().info()
         d["pipelines_built"] = self.device_context.builds

@@ -207,7 +207,7 @@ from ..ir import (
 
 __all__ = [
     "Dialect", "OPENCL", "CUDA", "emit", "emit_parts", "prelude", "c_ident", "symbols", "Symbols",
-    "map_build_log", "ENV_DTYPE", "ENV_CLAIMED", "OUTBOX_HEAD_DTYPE", "OUTBOX_HEAD_SIZE", "outbox_stride", "send_specs",
+    "map_build_log", "compile_error", "ENV_DTYPE", "ENV_CLAIMED", "OUTBOX_HEAD_DTYPE", "OUTBOX_HEAD_SIZE", "outbox_stride", "send_specs",
     "read_outbox", "OutboxRecord", "decode_status", "STATUS_NO_REPLY", "STATUS_REPLY", "STATUS_FAILED",
     "SEND_TARGET_IS_NAME", "RECORD_IS_PUBLISH", "publish_topics", "done_dtype", "DONE_STATUS", "DONE_REPLY",
     "persistent_refusal",
@@ -896,6 +896,35 @@ def map_build_log(log: str, kir: KernelIR) -> list[tuple[int | None, str]]:
         else:
             out.append((None, line))
     return out
+
+
+def compile_error(kir: KernelIR, log: str, compiler: str, target: str) -> KernelCompileError:
+    """The KernelCompileError for a device compiler's refusal of ``kir``'s generated source: at the user's
+    Python line when the build ``log`` points into the kernel (:func:`map_build_log`), else at the
+    kernel's first line, quoting the log's first error.
+
+    :param compiler: who refused it, for the message ("the OpenCL compiler of <device>", "NVRTC ...").
+    :param target: the kernel-language target ("opencl", "cuda").
+    """
+    diags = map_build_log(log, kir)
+    errors = [d for d in diags if "error" in d[1][:20]] or diags
+    at = next(((line, msg) for line, msg in errors if line is not None), None)
+    report = ("This is a bug in ringcore's {} target or a device limit; run the kernel on the cpu backend "
+              "meanwhile and report it with `ringcore info`").format({"opencl": "OpenCL", "cuda": "CUDA"}.get(
+                  target, target))
+    if at is not None:
+        line, msg = at
+        src = _source_line(kir, line).strip()
+        shown = f"\n    {src}" if src else ""
+        return KernelCompileError(f"{kir.filename}:{line}: {compiler} refused kernel {kir.name!r}: {msg}{shown}\n"
+                                  f"{report}", filename=kir.filename, line=line, construct=f"{target} build",
+                                  target=target)
+    first = next((msg for _, msg in errors), None)
+    if first is None:
+        first = next((ln.strip() for ln in log.splitlines() if "error" in ln), log.strip()[-300:] or "no build log")
+    return KernelCompileError(f"{kir.filename}:{kir.first_line}: {compiler} refused kernel {kir.name!r} in "
+                              f"generated code: {first}\n{report}", filename=kir.filename, line=kir.first_line,
+                              construct=f"{target} build", target=target)
 
 
 # -- the kernel part -------------------------------------------------------------------------------
