@@ -341,36 +341,95 @@ class DeviceBatchExecutor:
         #: Whether the device reads or writes the environment beyond the kernel number.
         self.env_live = bool(self.sends or kir.uses_now)
         self.lock = threading.Lock()  # the device's queue and buffers: the loop's thread vs read_state callers
+        #: Host-visible bytes by role ("input", "popped", "replies", "status", "outbox", "env"), which the
+        #: device reads and writes in place (shared or mapped memory) or which :meth:`_upload` and
+        #: :meth:`_download` move to and from device copies.
+        self._host: dict[str, np.ndarray] = {}
+        #: The region the next launch reads its input slots from ("input", or "popped" where the host loop
+        #: popped the batch straight into :meth:`batch_buffer`).
+        self._in_role = "input"
 
     def outbox_capacity(self, n: int) -> int:
         """Outbox records a batch of ``n`` starts with (0 for a kernel that never sends)."""
         return max(self.MIN_OUTBOX, n * self.per_lane) if self.sends else 0
 
-    # -- what a backend implements ---------------------------------------------------------
+    # -- host-visible regions -------------------------------------------------------------
+
+    def _region(self, role: str, nbytes: int) -> np.ndarray:
+        """The host-visible bytes of ``role``, at least ``nbytes`` (grown through :meth:`_new_region`, reused)."""
+        nbytes = max(64, nbytes)
+        cur = self._host.get(role)
+        if cur is not None and cur.nbytes >= nbytes:
+            return cur
+        arr = self._host[role] = self._new_region(role, nbytes)
+        return arr
+
+    def _size_for(self, n: int, capacity: int) -> None:
+        """Grow the per-batch regions for ``n`` messages and ``capacity`` outbox records."""
+        sym = self.sym
+        self._region("input", n * sym.slot_size)
+        self._region("outbox", capacity * sym.outbox_stride)
+        self._region("replies", n * sym.out_size)
+        self._region("status", 4 * n)
+
+    def batch_buffer(self, n: int) -> np.ndarray:
+        """Room for a batch of ``n`` input slots where the device reads them (the host loop pops into it).
+
+        Its own region: the host loop may hand ``run`` a subset of such a batch (messages of the kernel's
+        type) and still read the whole batch's headers afterwards, so a subset is copied elsewhere."""
+        nbytes = n * self.sym.slot_size
+        return self._region("popped", nbytes)[:nbytes].view(self.slot_dtype)
 
     def _stage_input(self, batch: np.ndarray) -> None:
         """Put ``batch``'s input slots where the next dispatch reads them."""
-        raise NotImplementedError
-
-    def _dispatch(self, n: int, capacity: int) -> None:
-        """Run the entry point over ``n`` messages with an outbox of ``capacity`` records and wait; after it,
-        :meth:`_status`, :meth:`_replies` (when ``read_replies``) and ``env`` hold the device's results."""
-        raise NotImplementedError
+        nbytes = len(batch) * self.sym.slot_size
+        popped = self._host.get("popped")
+        if popped is not None and batch.ctypes.data == popped.ctypes.data:  # popped where the device reads
+            self._in_role = "popped"
+        else:
+            self._in_role = "input"
+            self._region("input", nbytes)[:nbytes] = np.ascontiguousarray(batch).view(np.uint8).reshape(-1)
+        self._upload(self._in_role, nbytes)
 
     def _status(self, n: int) -> np.ndarray:
-        """The batch's ``n`` status words (u32) on the host."""
-        raise NotImplementedError
+        """The batch's ``n`` status words (u32), as :meth:`_dispatch` left them on the host."""
+        return self._host["status"][:4 * n].view(np.uint32)
 
     def _replies(self, n: int) -> np.ndarray:
-        """The batch's ``n`` reply payloads (``out_dtype``) on the host."""
-        raise NotImplementedError
+        """The batch's ``n`` reply payloads (``out_dtype``), as :meth:`_dispatch` left them on the host."""
+        return self._host["replies"][:n * self.sym.out_size].view(self.out_dtype)
 
     def _outbox(self, count: int) -> np.ndarray:
         """The first ``count`` outbox records' bytes on the host."""
-        raise NotImplementedError
+        nbytes = count * self.sym.outbox_stride
+        self._download("outbox", nbytes, blocking=True)
+        return self._host["outbox"][:nbytes]
 
     def _grow_outbox(self, records: int) -> bool:
         """Make room for ``records`` outbox records; False when the device cannot (the host runs the batch)."""
+        try:
+            self._region("outbox", records * self.sym.outbox_stride)
+        except BackendError:
+            return False
+        return True
+
+    # -- what a backend implements ---------------------------------------------------------
+
+    def _new_region(self, role: str, nbytes: int) -> np.ndarray:
+        """New zeroed host-visible bytes for ``role``, at least ``nbytes`` (and any device copy they need).
+
+        :raises BackendError: the device cannot hold them (naming the size and what to lower)."""
+        raise NotImplementedError
+
+    def _upload(self, role: str, nbytes: int) -> None:
+        """Move the first ``nbytes`` of ``role`` to the device's copy (nothing where the device reads in place)."""
+
+    def _download(self, role: str, nbytes: int, blocking: bool) -> None:
+        """Move the first ``nbytes`` of ``role`` back from the device's copy (nothing where it writes in place)."""
+
+    def _dispatch(self, n: int, capacity: int) -> None:
+        """Run the entry point over ``n`` messages with an outbox of ``capacity`` records and wait; after it,
+        the status words, the replies (when ``read_replies``) and ``env`` are on the host."""
         raise NotImplementedError
 
     def _save_state(self) -> None:

@@ -76,8 +76,6 @@ class CudaExecutor(DeviceBatchExecutor):
         dm = runtime.modules
         self.gpu = dm.device
         self.closed = False
-        self._host: dict[str, np.ndarray] = {}  # role -> mapped host bytes the GPU reads and writes in place
-        self._in_role = "input"  # the region the next launch reads its input slots from
         with self.gpu:
             self.fn = dm.program_for(kir).get_function(sym.entry)
             self.stream = cupy.cuda.Stream(non_blocking=True)
@@ -101,33 +99,15 @@ class CudaExecutor(DeviceBatchExecutor):
 
     # -- memory ------------------------------------------------------------------------
 
-    def _region(self, role: str, nbytes: int) -> np.ndarray:
-        """The mapped host bytes of ``role``, at least ``nbytes`` (grown to a power of two, reused)."""
-        nbytes = max(64, nbytes)
-        cur = self._host.get(role)
-        if cur is not None and cur.nbytes >= nbytes:
-            return cur
-        arr = self.runtime.mapped_zeros(pow2(nbytes), f"the {role} buffer of kernel {self.handle.name!r}")
-        self._host[role] = arr
-        return arr
-
-    def _size_for(self, n: int, capacity: int) -> None:
-        sym = self.sym
-        self._region("input", n * sym.slot_size)
-        self._region("outbox", capacity * sym.outbox_stride)
-        self._region("replies", n * sym.out_size)
-        self._region("status", 4 * n)
+    def _new_region(self, role: str, nbytes: int) -> np.ndarray:
+        """Mapped pinned host bytes for ``role``, which the GPU reads and writes in place (a power of two)."""
+        return self.runtime.mapped_zeros(pow2(nbytes), f"the {role} buffer of kernel {self.handle.name!r}")
 
     def _copy(self, dst: int, src: int, nbytes: int, kind: int, wait: bool = False) -> None:
         if nbytes:
             cudart.memcpyAsync(dst, src, nbytes, kind, self.stream.ptr)
         if wait:
             self.stream.synchronize()
-
-    def batch_buffer(self, n: int) -> np.ndarray:
-        """Room for a batch of ``n`` input slots where the GPU reads them (the host loop pops into it)."""
-        nbytes = n * self.sym.slot_size
-        return self._region("popped", nbytes)[:nbytes].view(self.slot_dtype)
 
     # -- running ---------------------------------------------------------------------
 
@@ -159,34 +139,9 @@ class CudaExecutor(DeviceBatchExecutor):
 
     # -- DeviceBatchExecutor's hooks --------------------------------------------------
 
-    def _stage_input(self, batch: np.ndarray) -> None:
-        nbytes = len(batch) * self.sym.slot_size
-        popped = self._host.get("popped")
-        if popped is not None and batch.ctypes.data == popped.ctypes.data:  # popped where the GPU reads
-            self._in_role = "popped"
-        else:
-            self._in_role = "input"
-            self._region("input", nbytes)[:nbytes] = np.ascontiguousarray(batch).view(np.uint8).reshape(-1)
-
     def _dispatch(self, n: int, capacity: int) -> None:
         self._launch(n, capacity)
         self._wait()
-
-    def _status(self, n: int) -> np.ndarray:
-        return self._host["status"][:4 * n].view(np.uint32)
-
-    def _replies(self, n: int) -> np.ndarray:
-        return self._host["replies"][:n * self.sym.out_size].view(self.out_dtype)
-
-    def _outbox(self, count: int) -> np.ndarray:
-        return self._host["outbox"][:count * self.sym.outbox_stride]
-
-    def _grow_outbox(self, records: int) -> bool:
-        try:
-            self._region("outbox", records * self.sym.outbox_stride)
-        except BackendError:
-            return False  # no room for that outbox: the host runs the batch
-        return True
 
     def _save_state(self) -> None:
         self._copy(self.snapshot.ptr, self.state.ptr, self.state_nbytes, cudart.memcpyDeviceToDevice)

@@ -94,11 +94,9 @@ class OpenclExecutor(DeviceBatchExecutor):
         self.queue = cl.CommandQueue(self.ctx, dc.device)
         self.entry = cl.Kernel(program, sym.entry)
         self.max_alloc = int(dc.device.max_mem_alloc_size)
-        self._host: dict[str, np.ndarray] = {}  # role -> host-visible bytes (SVM when self.svm)
-        self._dev: dict[str, Any] = {}  # role -> device buffer (without SVM)
+        self._dev: dict[str, Any] = {}  # role -> device buffer (without SVM); the host's bytes are self._host
         self._generation = 0  # bumped when a region is reallocated: the kernel's arguments are set again
         self._args: tuple[int, int, str] | None = None  # (n, generation, input role) the arguments were set for
-        self._in_role = "input"  # the region the next launch reads its input slots from
         self._one: tuple[int, np.ndarray, np.ndarray, np.ndarray | None] | None = None  # run_one's views
         self.env = self._region("env", c.ENV_DTYPE.itemsize)[:c.ENV_DTYPE.itemsize].view(c.ENV_DTYPE)
         # What the device last saw of the environment (without SVM): a kernel that neither sends nor reads
@@ -148,12 +146,8 @@ class OpenclExecutor(DeviceBatchExecutor):
                 f"{nbytes:,} bytes for kernel {self.handle.name!r} ({exc}); lower max_batch or free device "
                 "memory") from None
 
-    def _region(self, role: str, nbytes: int) -> np.ndarray:
-        """The host-visible bytes of ``role``, at least ``nbytes`` (grown to a power of two, reused)."""
-        nbytes = max(64, nbytes)
-        cur = self._host.get(role)
-        if cur is not None and cur.nbytes >= nbytes:
-            return cur
+    def _new_region(self, role: str, nbytes: int) -> np.ndarray:
+        """SVM, or host memory with a device buffer, for ``role`` (a power of two within the device's limit)."""
         size = min(_pow2(nbytes), max(nbytes, self.max_alloc))
         self._fits(size, role)
         if self.svm:
@@ -164,7 +158,6 @@ class OpenclExecutor(DeviceBatchExecutor):
             if old is not None:
                 old.release()
             self._dev[role] = self._new_buffer(size, role)
-        self._host[role] = arr
         self._generation += 1
         return arr
 
@@ -179,23 +172,7 @@ class OpenclExecutor(DeviceBatchExecutor):
         if not self.svm and nbytes:
             cl.enqueue_copy(self.queue, self._host[role][:nbytes], self._dev[role], is_blocking=blocking)
 
-    def batch_buffer(self, n: int) -> np.ndarray:
-        """Room for a batch of ``n`` input slots where the device reads them (the host loop pops into it).
-
-        Its own region: the host loop may hand ``run`` a subset of such a batch (messages of the kernel's
-        type) and still read the whole batch's headers afterwards, so a subset is copied elsewhere."""
-        nbytes = n * self.sym.slot_size
-        return self._region("popped", nbytes)[:nbytes].view(self.slot_dtype)
-
     # -- running a batch -------------------------------------------------------------
-
-    def _size_for(self, n: int, capacity: int) -> None:
-        """Grow the per-batch regions for ``n`` messages and ``capacity`` outbox records."""
-        sym = self.sym
-        self._region("input", n * sym.slot_size)
-        self._region("outbox", capacity * sym.outbox_stride)
-        self._region("replies", n * sym.out_size)
-        self._region("status", 4 * n)
 
     def _launch(self, n: int, capacity: int) -> Any:
         """Write the environment and launch (queued, no wait); returns the launch's event."""
@@ -246,16 +223,6 @@ class OpenclExecutor(DeviceBatchExecutor):
 
     # -- DeviceBatchExecutor's hooks ---------------------------------------------------
 
-    def _stage_input(self, batch: np.ndarray) -> None:
-        nbytes = len(batch) * self.sym.slot_size
-        popped = self._host.get("popped")
-        if popped is not None and batch.ctypes.data == popped.ctypes.data:  # popped where the device reads
-            self._in_role = "popped"
-        else:
-            self._in_role = "input"
-            self._region("input", nbytes)[:nbytes] = np.ascontiguousarray(batch).view(np.uint8).reshape(-1)
-        self._upload(self._in_role, nbytes)
-
     def _dispatch(self, n: int, capacity: int) -> None:
         if self.svm and n <= _SPIN_BATCH:
             status = self._region("status", 4 * n)[:4 * n].view(np.uint32)
@@ -270,27 +237,6 @@ class OpenclExecutor(DeviceBatchExecutor):
                 self._download("replies", n * self.sym.out_size, blocking=not self.env_live)
             if self.env_live:
                 self._download("env", c.ENV_DTYPE.itemsize, blocking=True)
-
-    def _status(self, n: int) -> np.ndarray:
-        return self._host["status"][:4 * n].view(np.uint32)
-
-    def _replies(self, n: int) -> np.ndarray:
-        return self._host["replies"][:n * self.sym.out_size].view(self.out_dtype)
-
-    def _outbox(self, count: int) -> np.ndarray:
-        nbytes = count * self.sym.outbox_stride
-        self._download("outbox", nbytes, blocking=True)
-        return self._host["outbox"][:nbytes]
-
-    def _grow_outbox(self, records: int) -> bool:
-        nbytes = records * self.sym.outbox_stride
-        if nbytes > self.max_alloc:
-            return False
-        try:
-            self._region("outbox", nbytes)
-        except BackendError:
-            return False  # the device has no room for that outbox
-        return True
 
     def _save_state(self) -> None:
         cl.enqueue_copy(self.queue, self.snapshot_buf, self.state_buf, byte_count=self.state_nbytes)
