@@ -337,7 +337,7 @@ class OpenclRuntime(RingKernelRuntime):
         #: Whether host-visible memory (queues, control blocks, per-batch buffers) is fine-grain SVM.
         self.svm = svm
         persistent_slots = check_persistent_slots(persistent_slots, _device.default_persistent_slots(dev))
-        #: How many kernels may be resident on the device at once (counted across the process's runtimes).
+        #: How many work-groups of resident kernels the device runs at once (counted across the process).
         self.persistent_slots = persistent_slots
 
     def shared_zeros(self, nbytes: int, what: str) -> np.ndarray:
